@@ -1,0 +1,127 @@
+"""One typed settings object: defaults < TOML file < environment (``RADER_...``) < CLI flags.
+
+The TOML file is ``$RADER_CONFIG`` if set, else ``<home>/config.toml``; the data directory
+``home`` is ``$RADER_HOME`` or ``~/.rader``. Nested values use ``__`` in the environment
+(``RADER_RETRIEVER__K=5``) and tables in TOML (``[retriever] k = 5``).
+
+Example:
+    >>> settings, origins = load_settings({"retriever": {"k": 3}}, config_file=None)
+    >>> settings.retriever.k, origins["retriever.k"]
+    (3, 'cli')
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, Field, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from rader.retriever import RaderError, RetrieverOptions
+
+ENV_PREFIX = "RADER_"
+
+
+class RetrieverSettings(BaseModel):
+    """How theorems are retrieved."""
+
+    kind: Literal["bm25", "dense", "hybrid"] = Field("hybrid", description="which retriever")
+    k: int = Field(10, ge=1, le=1000, description="hits per query")
+    encoder: str = Field("minilm", description="dense encoder: built-in name, folder, or hub id")
+    index_type: Literal["flat", "hnsw", "ivf"] = Field("flat", description="faiss index type")
+    fusion: Literal["weighted", "rrf"] = Field("weighted", description="hybrid fusion method")
+    alpha: float = Field(0.7, ge=0.0, le=1.0, description="weighted fusion: dense share")
+    rrf_k: int = Field(60, ge=1, description="RRF constant")
+    depth: int = Field(100, ge=1, description="hits per retriever before fusion")
+    batch_size: int = Field(32, ge=1, description="encoder batch size")
+
+    def options(self) -> RetrieverOptions:
+        return RetrieverOptions(
+            encoder=self.encoder, index_type=self.index_type, fusion=self.fusion,
+            alpha=self.alpha, rrf_k=self.rrf_k, depth=self.depth, batch_size=self.batch_size,
+        )
+
+
+def default_home() -> Path:
+    return Path(os.environ.get(f"{ENV_PREFIX}HOME") or Path.home() / ".rader").expanduser()
+
+
+class Settings(BaseSettings):
+    """Everything a rader run can be told; `rader config show` prints it with origins."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", validate_default=True
+    )
+
+    home: Path = Field(default_factory=default_home, description="data directory")
+    corpora: list[str] = Field(["builtin"], description="corpora to search, merged in order")
+    show_progress: bool = Field(True, description="progress bars (RADER_SHOW_PROGRESS=0 hides)")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
+    retriever: RetrieverSettings = Field(default_factory=RetrieverSettings)
+
+    toml_file: ClassVar[Path | None] = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # earlier wins: CLI (passed as init kwargs) > environment > TOML file > defaults
+        sources = [init_settings, env_settings]
+        if cls.toml_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=cls.toml_file))
+        return tuple(sources)
+
+
+def config_path(config_file: Path | str | None = "auto") -> Path | None:
+    """The TOML file in force: an explicit one, ``$RADER_CONFIG``, or ``<home>/config.toml``."""
+    if config_file != "auto":
+        return Path(config_file) if config_file else None
+    return Path(os.environ.get(f"{ENV_PREFIX}CONFIG") or default_home() / "config.toml")
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def load_settings(
+    cli: dict[str, Any] | None = None, *, config_file: Path | str | None = "auto"
+) -> tuple[Settings, dict[str, str]]:
+    """The settings in force and, for each dotted key, where its value came from."""
+    cli = {k: v for k, v in (cli or {}).items() if v is not None}
+    path = config_path(config_file)
+    if path is not None and config_file != "auto" and not path.is_file():
+        raise RaderError(f"config file not found: {path}")
+    found = path if path is not None and path.is_file() else None
+
+    class _Bound(Settings):  # binds the TOML path without global state
+        toml_file = found
+
+    try:
+        settings = _Bound(**cli)
+        layers = [("env", EnvSettingsSource(_Bound)()), ("cli", cli)]
+        if found is not None:
+            layers.insert(0, (f"file {found}", TomlConfigSettingsSource(_Bound, toml_file=found)()))
+    except (ValidationError, ValueError) as err:
+        raise RaderError(f"invalid settings: {err}") from None
+    origins = dict.fromkeys(_flatten(settings.model_dump()), "default")
+    for origin, values in layers:
+        for key in _flatten(values):
+            if key in origins:
+                origins[key] = origin
+    return Settings.model_validate(settings.model_dump()), origins

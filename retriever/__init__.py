@@ -1,0 +1,35 @@
+"""rader.retriever: theorem corpora, BM25, dense and hybrid retrieval, evaluation.
+
+Example:
+    >>> import tempfile
+    >>> from rader.retriever import Query, builtin_corpus, open_retriever
+    >>> retriever = open_retriever("bm25", builtin_corpus(), home=tempfile.mkdtemp(),
+    ...                            show_progress=False)
+    >>> hit = retriever.search(Query("number of ways to choose k of n"), k=1)[0]
+    >>> hit.retriever
+    'bm25'
+"""
+
+from .bm25 import BM25Index
+from .corpus import BUILTIN_NAME, Corpus, CorpusReport, RejectedLine, builtin_corpus, read_corpus
+from .corpus_store import CorpusInfo, CorpusStore
+from .dense import INDEX_TYPES, DenseIndex, make_faiss_index
+from .encoders import BUILTIN_ENCODERS, Encoder, load_encoder
+from .errors import RaderError
+from .evaldata import EvalQuery, load_qrels, load_queries, qrels_from_queries
+from .evaluation import METRICS, EvalRow, evaluate
+from .hybrid import FUSION_METHODS, HybridIndex, fuse
+from .indexes import IndexManifest, IndexStore
+from .retrievers import Retriever, RetrieverOptions, clean_query, open_retriever
+from .tokenizer import MathTokenizer
+from .types import QUERY_KINDS, RETRIEVER_NAMES, Hit, Query, QueryKind, Theorem
+
+__all__ = [
+    "BM25Index", "BUILTIN_ENCODERS", "BUILTIN_NAME", "Corpus", "CorpusInfo", "CorpusReport",
+    "CorpusStore", "DenseIndex", "EvalQuery", "EvalRow", "Encoder", "FUSION_METHODS",
+    "HybridIndex", "Hit", "INDEX_TYPES", "IndexManifest", "IndexStore", "METRICS",
+    "MathTokenizer", "QUERY_KINDS", "Query", "QueryKind", "RETRIEVER_NAMES", "RaderError",
+    "RejectedLine", "Retriever", "RetrieverOptions", "Theorem", "builtin_corpus",
+    "clean_query", "evaluate", "fuse", "load_encoder", "load_qrels", "load_queries",
+    "make_faiss_index", "open_retriever", "qrels_from_queries", "read_corpus",
+]

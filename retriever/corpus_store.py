@@ -1,0 +1,104 @@
+"""Named corpora under the data directory: `rader corpus add/list/show`.
+
+A corpus added by name is validated once, normalised to our JSON Lines form and kept at
+``<home>/corpora/<name>/corpus.jsonl`` with a ``meta.json`` (source file, counts, hash).
+The name ``builtin`` always means the corpus that ships with rader.
+
+Example:
+    >>> import tempfile
+    >>> store = CorpusStore(tempfile.mkdtemp())
+    >>> [c.name for c in store.list()]
+    ['builtin']
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from .corpus import BUILTIN_NAME, Corpus, CorpusReport, ErrorPolicy, builtin_corpus, read_corpus
+from .errors import RaderError
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+@dataclass(frozen=True, slots=True)
+class CorpusInfo:
+    name: str
+    size: int
+    content_hash: str
+    source: str
+
+
+class CorpusStore:
+    """The corpora a user has added, plus the built-in one."""
+
+    def __init__(self, home: str | Path) -> None:
+        self.root = Path(home) / "corpora"
+
+    def add(self, file: str | Path, name: str, *, errors: ErrorPolicy = "raise") -> CorpusReport:
+        if not _NAME.match(name) or name == BUILTIN_NAME:
+            raise RaderError(
+                f"invalid corpus name {name!r}: use letters, digits, '_', '-', '.' "
+                f"(up to 64), and not {BUILTIN_NAME!r}"
+            )
+        corpus, report = read_corpus(file, errors=errors, name=name)
+        folder = self.root / name
+        staging = self.root / f".{name}.partial"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        try:
+            corpus.write_jsonl(staging / "corpus.jsonl")
+            meta = {
+                "name": name,
+                "source": str(Path(file).resolve()),
+                "size": len(corpus),
+                "content_hash": corpus.content_hash,
+                "added": datetime.now(UTC).isoformat(timespec="seconds"),
+                "report": {"lines": report.lines, "kept": report.kept,
+                           "rejected": [[r.line, r.reason] for r in report.rejected]},
+            }
+            (staging / "meta.json").write_text(json.dumps(meta, indent=2))
+            shutil.rmtree(folder, ignore_errors=True)
+            staging.rename(folder)  # atomic: a crash never leaves a half corpus under its name
+        except OSError as err:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise RaderError(f"could not store corpus {name!r} in {self.root}: {err}") from err
+        return report
+
+    def names(self) -> list[str]:
+        added = sorted(p.name for p in self.root.glob("*/meta.json") for p in [p.parent])
+        return [BUILTIN_NAME, *added]
+
+    def list(self) -> list[CorpusInfo]:
+        infos = []
+        for name in self.names():
+            if name == BUILTIN_NAME:
+                corpus = builtin_corpus()
+                infos.append(CorpusInfo(name, len(corpus), corpus.content_hash, "rader"))
+                continue
+            meta = json.loads((self.root / name / "meta.json").read_text())
+            infos.append(CorpusInfo(name, meta["size"], meta["content_hash"], meta["source"]))
+        return infos
+
+    def load(self, name: str) -> Corpus:
+        if name == BUILTIN_NAME:
+            return builtin_corpus()
+        file = self.root / name / "corpus.jsonl"
+        if not file.is_file():
+            raise RaderError(
+                f"unknown corpus {name!r}; known: {', '.join(self.names())}. "
+                f"Add one with `rader corpus add FILE --name {name}`"
+            )
+        return read_corpus(file, name=name)[0]
+
+    def load_many(self, names: list[str]) -> Corpus:
+        """The named corpora merged, in order (ids must stay unique across them)."""
+        if not names:
+            raise RaderError("no corpus selected; set `corpora` (e.g. RADER_CORPORA='[\"builtin\"]')")
+        corpora = [self.load(n) for n in names]
+        return corpora[0] if len(corpora) == 1 else Corpus.merge(corpora)

@@ -1,0 +1,173 @@
+"""Indexes on disk, each a folder with a manifest that says what built it.
+
+``<home>/indexes/<corpus>/<bm25 | dense-<encoder>>/`` holds the index files, ``ids.json``
+and ``manifest.json`` (corpus hash, encoder name and weights hash, dimension, index type,
+parameters, created, versions). Loading checks the manifest against the corpus and
+encoder at hand and refuses a mismatch with the command that rebuilds. A build writes into
+a scratch folder and renames it into place, so a crash never leaves a half index.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+from .bm25 import BM25Index
+from .corpus import Corpus
+from .dense import DenseIndex, IndexType
+from .encoders import Encoder
+from .errors import RaderError
+
+log = logging.getLogger(__name__)
+MANIFEST_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class IndexManifest:
+    kind: str
+    corpus_name: str
+    corpus_hash: str
+    corpus_size: int
+    created: str
+    encoder: str | None = None
+    encoder_hash: str | None = None
+    dim: int | None = None
+    index_type: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=dict)
+    manifest_version: int = MANIFEST_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> IndexManifest:
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name.strip("/").split("/")[-1] or "encoder")[:60]
+
+
+def _versions(*packages: str) -> dict[str, str]:
+    return {p: version(p) for p in ("rader", *packages)}
+
+
+class IndexStore:
+    """Builds, saves and loads indexes under ``<home>/indexes``."""
+
+    def __init__(self, home: str | Path) -> None:
+        self.root = Path(home) / "indexes"
+
+    def folder(self, corpus: Corpus, kind: str, encoder: Encoder | None = None) -> Path:
+        leaf = "bm25" if kind == "bm25" else f"dense-{_slug(encoder.name)}"
+        return self.root / _slug(corpus.name) / leaf
+
+    # -- build -----------------------------------------------------------------------------
+    def build_bm25(self, corpus: Corpus, *, show_progress: bool = True) -> BM25Index:
+        index = BM25Index.build(corpus, show_progress=show_progress)
+        manifest = self._manifest(corpus, "bm25", params=index.params, versions=_versions("bm25s"))
+        self._write(self.folder(corpus, "bm25"), manifest, corpus.ids, index.save)
+        return index
+
+    def build_dense(
+        self, corpus: Corpus, encoder: Encoder, *, index_type: IndexType = "flat",
+        show_progress: bool = True, **options,
+    ) -> DenseIndex:
+        index = DenseIndex.build(corpus, encoder, index_type=index_type,
+                                 show_progress=show_progress, **options)
+        manifest = self._manifest(
+            corpus, "dense", encoder=encoder.name, encoder_hash=encoder.fingerprint,
+            dim=encoder.dim, index_type=index_type, params=options,
+            versions=_versions("faiss-cpu", "sentence-transformers"),
+        )
+        self._write(self.folder(corpus, "dense", encoder), manifest, corpus.ids, index.save)
+        return index
+
+    @staticmethod
+    def _manifest(corpus: Corpus, kind: str, **fields: Any) -> IndexManifest:
+        return IndexManifest(
+            kind=kind, corpus_name=corpus.name, corpus_hash=corpus.content_hash,
+            corpus_size=len(corpus), created=datetime.now(UTC).isoformat(timespec="seconds"),
+            **fields,
+        )
+
+    @staticmethod
+    def _write(folder: Path, manifest: IndexManifest, ids: list[str], save) -> None:
+        scratch = folder.with_name(folder.name + ".partial")
+        shutil.rmtree(scratch, ignore_errors=True)
+        try:
+            scratch.mkdir(parents=True)
+            save(scratch)
+            (scratch / "ids.json").write_text(json.dumps(ids))
+            (scratch / "manifest.json").write_text(json.dumps(manifest.to_dict(), indent=2))
+            shutil.rmtree(folder, ignore_errors=True)
+            scratch.rename(folder)
+        except OSError as err:
+            shutil.rmtree(scratch, ignore_errors=True)
+            raise RaderError(f"could not write the index to {folder}: {err}") from err
+
+    # -- load ------------------------------------------------------------------------------
+    def read_manifest(self, folder: Path) -> IndexManifest | None:
+        file = folder / "manifest.json"
+        if not file.is_file():
+            return None
+        try:
+            return IndexManifest.from_dict(json.loads(file.read_text()))
+        except (ValueError, TypeError) as err:
+            raise RaderError(f"index manifest {file} is corrupt ({err}); {_rebuild_hint(folder)}") from None
+
+    def load_bm25(self, corpus: Corpus) -> BM25Index | None:
+        folder = self.folder(corpus, "bm25")
+        manifest = self.read_manifest(folder)
+        if manifest is None:
+            return None
+        ids = self._check(folder, manifest, corpus)
+        try:
+            return BM25Index.load(folder, ids)
+        except (OSError, ValueError, KeyError) as err:
+            raise RaderError(f"BM25 index at {folder} is unreadable ({err}); {_rebuild_hint(folder)}") from None
+
+    def load_dense(self, corpus: Corpus, encoder: Encoder) -> DenseIndex | None:
+        folder = self.folder(corpus, "dense", encoder)
+        manifest = self.read_manifest(folder)
+        if manifest is None:
+            return None
+        ids = self._check(folder, manifest, corpus)
+        if manifest.encoder_hash != encoder.fingerprint or manifest.dim != encoder.dim:
+            raise RaderError(
+                f"dense index at {folder} was built with encoder {manifest.encoder!r} "
+                f"(weights {str(manifest.encoder_hash)[:12]}, dim {manifest.dim}), not with "
+                f"{encoder.name!r} (weights {encoder.fingerprint[:12]}, dim {encoder.dim}); "
+                f"{_rebuild_hint(folder)}"
+            )
+        return DenseIndex.load(folder, ids, encoder)
+
+    @staticmethod
+    def _check(folder: Path, manifest: IndexManifest, corpus: Corpus) -> list[str]:
+        if manifest.corpus_hash != corpus.content_hash:
+            raise RaderError(
+                f"index at {folder} was built for corpus {manifest.corpus_name!r} with "
+                f"{manifest.corpus_size} entries (hash {manifest.corpus_hash[:12]}), but the "
+                f"corpus now has {len(corpus)} entries (hash {corpus.content_hash[:12]}); "
+                f"{_rebuild_hint(folder)}"
+            )
+        try:
+            ids = json.loads((folder / "ids.json").read_text())
+        except (OSError, ValueError) as err:
+            raise RaderError(f"index ids at {folder} are unreadable ({err}); {_rebuild_hint(folder)}") from None
+        if ids != corpus.ids:
+            raise RaderError(f"index ids at {folder} do not match the corpus; {_rebuild_hint(folder)}")
+        return ids
+
+
+def _rebuild_hint(folder: Path) -> str:
+    kind = "bm25" if folder.name == "bm25" else "dense"
+    return f"rebuild it with `rader index build --retriever {kind} --force`"

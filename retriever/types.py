@@ -1,0 +1,96 @@
+"""Typed records that cross package boundaries: theorems, queries and ranked hits.
+
+Every record is a frozen dataclass with ``to_dict()``/``from_dict()`` so it survives JSON.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal, get_args
+
+QueryKind = Literal["problem", "llm_query", "cot_step", "lexical"]
+QUERY_KINDS: tuple[str, ...] = get_args(QueryKind)
+RetrieverName = Literal["bm25", "dense", "hybrid"]
+RETRIEVER_NAMES: tuple[str, ...] = get_args(RetrieverName)
+
+
+@dataclass(frozen=True, slots=True)
+class Theorem:
+    """One corpus entry: a theorem, identity, formula, definition or technique."""
+
+    id: str
+    title: str
+    text: str
+    source: str = ""
+    tags: tuple[str, ...] = ()
+    subject: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def passage(self) -> str:
+        """The text that indexes see: title and statement together."""
+        return f"{self.title}\n{self.text}" if self.title else self.text
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["tags"] = list(self.tags)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Theorem:
+        known = {"id", "title", "text", "source", "tags", "subject", "metadata"}
+        extra = {k: v for k, v in data.items() if k not in known}
+        return cls(
+            id=str(data["id"]),
+            title=str(data.get("title") or ""),
+            text=str(data["text"]),
+            source=str(data.get("source") or ""),
+            tags=tuple(str(t) for t in data.get("tags") or ()),
+            subject=data.get("subject"),
+            metadata={**(data.get("metadata") or {}), **extra},
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """What the agent (or a user) asks the retriever, and which kind of text it is."""
+
+    text: str
+    kind: QueryKind = "problem"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"text": self.text, "kind": self.kind}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Query:
+        return cls(text=str(data["text"]), kind=data.get("kind", "problem"))
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """One ranked result: which theorem, its score, its 1-based rank, which retriever."""
+
+    theorem_id: str
+    score: float
+    rank: int
+    retriever: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Hit:
+        return cls(
+            theorem_id=str(data["theorem_id"]),
+            score=float(data["score"]),
+            rank=int(data["rank"]),
+            retriever=str(data["retriever"]),
+        )
+
+
+def ranked_hits(pairs: list[tuple[str, float]], retriever: str) -> list[Hit]:
+    """Turn (theorem id, score) pairs, best first, into ranked `Hit`s."""
+    return [
+        Hit(theorem_id=doc_id, score=float(score), rank=i, retriever=retriever)
+        for i, (doc_id, score) in enumerate(pairs, start=1)
+    ]
