@@ -91,7 +91,9 @@ class Encoder:
 
     @property
     def dim(self) -> int:
-        return int(self.model.get_sentence_embedding_dimension())
+        getter = getattr(self.model, "get_embedding_dimension", None)  # renamed in ST 5
+        getter = getter or self.model.get_sentence_embedding_dimension
+        return int(getter())
 
     @property
     def fingerprint(self) -> str:
@@ -136,7 +138,9 @@ class Encoder:
 def load_encoder(name: str = "minilm", *, device: str = "cpu", batch_size: int = 32) -> Encoder:
     """Load an encoder by alias, folder or cached hub id (offline)."""
     from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # a per-tensor "Loading weights" bar on every load is noise
     folder = resolve_encoder_path(name)
     try:
         model = SentenceTransformer(str(folder), device=device, local_files_only=True)

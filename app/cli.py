@@ -1,0 +1,285 @@
+"""The `rader` command: every user-facing job is a subcommand here.
+
+Errors a user can cause print one line (no traceback) and exit 2.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from rader.app.settings import Settings, config_path, load_settings
+from rader.app.wiring import configure_logging, corpus_from_settings, retriever_from_settings
+from rader.retriever import RETRIEVER_NAMES, RaderError
+
+app = typer.Typer(
+    name="rader",
+    help="rader: retrieval-augmented math reasoning with reasoning-aware dense retrievers.\n\n"
+    "Search theorem corpora with BM25, a dense encoder or both fused, and evaluate retrievers.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+config_app = typer.Typer(help="Show the settings in force and where each came from.",
+                         no_args_is_help=True)
+corpus_app = typer.Typer(help="Add, list and inspect theorem corpora.", no_args_is_help=True)
+index_app = typer.Typer(help="Build the search indexes for the corpora in force.",
+                        no_args_is_help=True)
+app.add_typer(config_app, name="config")
+app.add_typer(corpus_app, name="corpus")
+app.add_typer(index_app, name="index")
+
+console = Console()
+err_console = Console(stderr=True)
+
+RetrieverOpt = Annotated[str | None, typer.Option(
+    "--retriever", "-r", help=f"one of {', '.join(RETRIEVER_NAMES)} (default: settings)")]
+CorpusOpt = Annotated[list[str] | None, typer.Option(
+    "--corpus", "-c", help="corpus name (repeat to merge); default: settings `corpora`")]
+EncoderOpt = Annotated[str | None, typer.Option(
+    "--encoder", help="dense encoder: built-in name, model folder, or cached hub id")]
+
+
+@app.callback()
+def _global(
+    ctx: typer.Context,
+    home: Annotated[Path | None, typer.Option(help="data directory (default ~/.rader)")] = None,
+    config: Annotated[Path | None, typer.Option(help="TOML settings file")] = None,
+    no_progress: Annotated[bool, typer.Option("--no-progress", help="hide progress bars")] = False,
+) -> None:
+    ctx.obj = {"cli": {"home": home, "show_progress": False if no_progress else None},
+               "config": config if config is not None else "auto"}
+
+
+def _settings(ctx: typer.Context, **overrides: Any) -> Settings:
+    """Settings with this command's flags on top; ``retriever_*`` keys go to that section."""
+    cli = dict(ctx.obj["cli"])
+    section = {k.removeprefix("retriever_"): v for k, v in overrides.items()
+               if k.startswith("retriever_") and v is not None}
+    cli.update({k: v for k, v in overrides.items() if not k.startswith("retriever_")})
+    if section:
+        cli["retriever"] = section
+    settings, _ = load_settings(cli, config_file=ctx.obj["config"])
+    configure_logging(settings)
+    return settings
+
+
+# -- config --------------------------------------------------------------------------------
+@config_app.command("show")
+def config_show(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Print every setting, its value, and where it came from (default, file, env, cli)."""
+    cli = dict(ctx.obj["cli"])
+    settings, origins = load_settings(cli, config_file=ctx.obj["config"])
+    flat = _flat(settings.model_dump(mode="json"))
+    if as_json:
+        console.print_json(json.dumps({k: {"value": v, "origin": origins[k]} for k, v in flat.items()}))
+        return
+    path = config_path(ctx.obj["config"])
+    table = Table(title=f"rader settings (file: {path if path and path.is_file() else 'none'})")
+    for column in ("setting", "value", "origin"):
+        table.add_column(column)
+    for key, value in flat.items():
+        table.add_row(key, json.dumps(value), origins[key])
+    console.print(table)
+    console.print("Override with RADER_<KEY> (nested: RADER_RETRIEVER__K=5) or the TOML file.")
+
+
+def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[prefix + key] = value
+    return out
+
+
+# -- corpus --------------------------------------------------------------------------------
+@corpus_app.command("add")
+def corpus_add(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="JSON Lines: id,title,text,source,tags or BEIR _id,title,text")],
+    name: Annotated[str, typer.Option(help="name to register it under")],
+    skip_bad_lines: Annotated[bool, typer.Option(
+        help="skip malformed lines and report them (default: stop at the first)")] = False,
+) -> None:
+    """Validate a corpus file and store it under a name."""
+    from rader.retriever import CorpusStore
+
+    settings = _settings(ctx)
+    report = CorpusStore(settings.home).add(file, name, errors="skip" if skip_bad_lines else "raise")
+    console.print(f"added corpus [bold]{name}[/]: {report.summary()}")
+    for rejected in report.rejected[:20]:
+        console.print(f"  line {rejected.line}: {rejected.reason}")
+    if len(report.rejected) > 20:
+        console.print(f"  ... and {len(report.rejected) - 20} more")
+    console.print(f"use it with `--corpus {name}` or RADER_CORPORA='[\"builtin\",\"{name}\"]'")
+
+
+@corpus_app.command("list")
+def corpus_list(ctx: typer.Context) -> None:
+    """List the built-in corpus and every added one."""
+    from rader.retriever import CorpusStore
+
+    settings = _settings(ctx)
+    table = Table(title=f"corpora in {settings.home}")
+    for column in ("name", "entries", "hash", "source", "in use"):
+        table.add_column(column)
+    for info in CorpusStore(settings.home).list():
+        in_use = "yes" if info.name in settings.corpora else ""
+        table.add_row(info.name, str(info.size), info.content_hash[:12], info.source, in_use)
+    console.print(table)
+
+
+@corpus_app.command("show")
+def corpus_show(
+    ctx: typer.Context,
+    theorem_id: Annotated[str, typer.Argument(help="theorem id, e.g. rader/algebra/vieta_quadratic")],
+    corpus: CorpusOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Print one theorem of the corpora in force."""
+    settings = _settings(ctx, corpora=corpus)
+    theorem = corpus_from_settings(settings).get(theorem_id)
+    if as_json:
+        console.print_json(json.dumps(theorem.to_dict(), ensure_ascii=False))
+        return
+    console.print(f"[bold]{theorem.title}[/]  ({theorem.id})", highlight=False)
+    console.print(theorem.text, highlight=False, markup=False)
+    details = [f"source: {theorem.source}"]
+    if theorem.subject:
+        details.append(f"subject: {theorem.subject}")
+    if theorem.tags:
+        details.append("tags: " + ", ".join(theorem.tags))
+    console.print("[dim]" + " | ".join(details) + "[/]", highlight=False)
+
+
+# -- index ---------------------------------------------------------------------------------
+@index_app.command("build")
+def index_build(
+    ctx: typer.Context,
+    retriever: RetrieverOpt = None,
+    corpus: CorpusOpt = None,
+    encoder: EncoderOpt = None,
+    index_type: Annotated[str | None, typer.Option(help="faiss index: flat, hnsw or ivf")] = None,
+    force: Annotated[bool, typer.Option(help="rebuild even if a valid index exists")] = False,
+) -> None:
+    """Build (or check) the indexes a retriever needs; hybrid builds both."""
+    from rader.retriever import IndexStore, load_encoder
+
+    settings = _settings(ctx, corpora=corpus, retriever_kind=retriever, retriever_encoder=encoder,
+                         retriever_index_type=index_type)
+    kind = settings.retriever.kind
+    docs = corpus_from_settings(settings)
+    store = IndexStore(settings.home)
+    options = settings.retriever.options()
+    started = time.perf_counter()
+    if kind in ("bm25", "hybrid"):
+        if force or _stale(lambda: store.load_bm25(docs)):
+            store.build_bm25(docs, show_progress=settings.show_progress)
+        console.print(f"bm25 index ready: {store.folder(docs, 'bm25')}")
+    if kind in ("dense", "hybrid"):
+        model = load_encoder(options.encoder, batch_size=options.batch_size)
+        if force or _stale(lambda: store.load_dense(docs, model)):
+            store.build_dense(docs, model, index_type=options.index_type,
+                              show_progress=settings.show_progress)
+        console.print(f"dense index ready: {store.folder(docs, 'dense', model)}")
+    console.print(f"{len(docs)} theorems, {time.perf_counter() - started:.1f} s")
+
+
+def _stale(load) -> bool:
+    """True when there is no index yet; a mismatched one raises with the rebuild hint."""
+    return load() is None
+
+
+# -- search --------------------------------------------------------------------------------
+@app.command()
+def search(
+    ctx: typer.Context,
+    query: Annotated[str, typer.Argument(help="what to look for: words, LaTeX, a reasoning step")],
+    retriever: RetrieverOpt = None,
+    k: Annotated[int | None, typer.Option("-k", help="number of hits")] = None,
+    kind: Annotated[str, typer.Option(
+        help="query kind: problem, llm_query, cot_step, lexical")] = "problem",
+    corpus: CorpusOpt = None,
+    encoder: EncoderOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Rank theorems for a query (indexes are built on first use)."""
+    from rader.retriever import QUERY_KINDS, Query
+
+    if kind not in QUERY_KINDS:
+        raise RaderError(f"unknown query kind {kind!r}; choose one of {', '.join(QUERY_KINDS)}")
+    settings = _settings(ctx, corpora=corpus, retriever_kind=retriever, retriever_k=k,
+                         retriever_encoder=encoder)
+    engine = retriever_from_settings(settings)
+    started = time.perf_counter()
+    hits = engine.search(Query(query, kind), k=settings.retriever.k)
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    if as_json:
+        rows = [{**hit.to_dict(), "theorem": engine.theorem(hit.theorem_id).to_dict()} for hit in hits]
+        console.print_json(json.dumps({"query": query, "kind": kind, "retriever": engine.name,
+                                       "ms": round(elapsed_ms, 1), "hits": rows}, ensure_ascii=False))
+        return
+    table = Table(title=f"{engine.name} on {engine.corpus.name} ({len(engine.corpus)} theorems)")
+    for column in ("#", "score", "id", "title", "statement"):
+        table.add_column(column, overflow="fold")
+    for hit in hits:
+        theorem = engine.theorem(hit.theorem_id)
+        text = theorem.text if len(theorem.text) <= 160 else theorem.text[:157] + "..."
+        table.add_row(str(hit.rank), f"{hit.score:.3f}", theorem.id, theorem.title, text)
+    console.print(table, markup=False, highlight=False)
+    console.print(f"{len(hits)} hits in {elapsed_ms:.0f} ms")
+
+
+# -- eval ----------------------------------------------------------------------------------
+@app.command("eval")
+def eval_command(
+    ctx: typer.Context,
+    corpus: Annotated[str, typer.Option(help="corpus file (JSON Lines / BEIR) or a corpus name")],
+    queries: Annotated[Path, typer.Option(help="queries JSON Lines (BEIR, or BRIGHT-style with gold_ids)")],
+    qrels: Annotated[Path | None, typer.Option(help="qrels: BEIR tsv, TREC, or JSON Lines")] = None,
+    gold_field: Annotated[str | None, typer.Option(
+        help="field of the queries file that holds gold ids (BRIGHT-style, without --qrels)")] = None,
+    retrievers: Annotated[str, typer.Option(help="comma-separated: bm25,dense,hybrid")] = "bm25,dense,hybrid",
+    query_kind: Annotated[str | None, typer.Option(help="treat every query as this kind")] = None,
+    encoder: EncoderOpt = None,
+    out: Annotated[Path | None, typer.Option(help="also write the results as JSON here")] = None,
+) -> None:
+    """nDCG@10, Recall@10/100 and MRR@10 per retriever and query kind, in one table."""
+    from rader.app.evalrun import run_eval
+
+    settings = _settings(ctx, retriever_encoder=encoder)
+    names = [n.strip() for n in retrievers.split(",") if n.strip()]
+    result = run_eval(settings, corpus=corpus, queries=queries, qrels=qrels, gold_field=gold_field,
+                      retrievers=names, query_kind=query_kind)
+    console.print(result.table(), highlight=False)
+    console.print(result.settings_line(), highlight=False, markup=False)
+    if out is not None:
+        out.write_text(json.dumps(result.to_dict(), indent=2))
+        console.print(f"wrote {out}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI; a `RaderError` becomes one line on stderr and exit status 2."""
+    try:
+        app(args=argv, prog_name="rader")
+    except RaderError as err:
+        err_console.print(f"[bold red]error:[/] {err}", highlight=False)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

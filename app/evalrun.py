@@ -1,0 +1,80 @@
+"""`rader eval`: load a corpus, queries and qrels, score each retriever, print one table."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from rader.app.settings import Settings
+from rader.app.wiring import retriever_from_settings
+from rader.retriever import (
+    METRICS,
+    Corpus,
+    CorpusStore,
+    EvalRow,
+    RaderError,
+    evaluate,
+    load_qrels,
+    load_queries,
+    qrels_from_queries,
+    read_corpus,
+)
+
+
+@dataclass
+class EvalResult:
+    rows: list[EvalRow]
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def table(self) -> Table:
+        table = Table(title="retrieval evaluation")
+        for column in ("retriever", "query kind", "queries", *METRICS, "seconds"):
+            table.add_column(column, justify="left" if column in ("retriever", "query kind") else "right")
+        for row in self.rows:
+            table.add_row(row.retriever, row.kind, str(row.queries),
+                          *(f"{row.metrics[m]:.3f}" for m in METRICS), f"{row.seconds:.1f}")
+        return table
+
+    def settings_line(self) -> str:
+        return "settings: " + " ".join(f"{k}={v}" for k, v in self.settings.items())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"settings": self.settings,
+                "rows": [{"retriever": r.retriever, "kind": r.kind, "queries": r.queries,
+                          "seconds": r.seconds, **r.metrics} for r in self.rows]}
+
+
+def load_eval_corpus(settings: Settings, corpus: str) -> Corpus:
+    """A corpus file (named by its content, so its cached indexes never go stale) or a name."""
+    path = Path(corpus)
+    if path.is_file():
+        docs, report = read_corpus(path)
+        return Corpus(docs.theorems, name=f"eval-{path.stem}-{docs.content_hash[:10]}")
+    if corpus in CorpusStore(settings.home).names():
+        return CorpusStore(settings.home).load(corpus)
+    raise RaderError(f"--corpus {corpus!r} is neither a file nor a corpus name "
+                     f"({', '.join(CorpusStore(settings.home).names())})")
+
+
+def run_eval(settings: Settings, *, corpus: str, queries: Path, qrels: Path | None,
+             gold_field: str | None, retrievers: list[str], query_kind: str | None) -> EvalResult:
+    docs = load_eval_corpus(settings, corpus)
+    query_list = load_queries(queries, gold_field=gold_field, kind=query_kind)
+    judgments = load_qrels(qrels) if qrels else qrels_from_queries(query_list)
+    engines = {name: retriever_from_settings(settings, docs, kind=name) for name in retrievers}
+    rows = evaluate(engines, query_list, judgments)
+    options = settings.retriever
+    described = {
+        "corpus": f"{corpus} ({len(docs)} docs, sha256 {docs.content_hash[:12]})",
+        "queries": str(queries), "qrels": str(qrels) if qrels else f"gold ids ({gold_field or 'auto'})",
+        "judged_queries": len(judgments), "encoder": options.encoder,
+        "index_type": options.index_type, "fusion": options.fusion, "alpha": options.alpha,
+        "rrf_k": options.rrf_k, "depth": options.depth, "tokenizer": "math (stem, stopwords)",
+    }
+    missing = {d for docs_ in judgments.values() for d in docs_} - set(docs.ids)
+    if missing:
+        described["gold_ids_not_in_corpus"] = len(missing)
+    return EvalResult(rows, described)

@@ -1,0 +1,32 @@
+"""From settings to working parts: the corpus in force and its retriever."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from rader.app.settings import Settings
+from rader.retriever import Corpus, CorpusStore, Retriever, open_retriever
+
+
+def configure_logging(settings: Settings) -> None:
+    logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("bm25s").setLevel(max(logging.WARNING, logging.getLevelName(settings.log_level)))
+    if not settings.show_progress:
+        os.environ["RADER_NO_PROGRESS"] = "1"
+        os.environ["TQDM_DISABLE"] = "1"
+
+
+def corpus_from_settings(settings: Settings) -> Corpus:
+    return CorpusStore(settings.home).load_many(settings.corpora)
+
+
+def retriever_from_settings(settings: Settings, corpus: Corpus | None = None,
+                            kind: str | None = None) -> Retriever:
+    return open_retriever(
+        kind or settings.retriever.kind,
+        corpus if corpus is not None else corpus_from_settings(settings),
+        home=settings.home,
+        options=settings.retriever.options(),
+        show_progress=settings.show_progress,
+    )

@@ -1,0 +1,72 @@
+"""Shared fixtures: real models load once per session; data comes from ../shared/data."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("RADER_NO_PROGRESS", "1")
+os.environ.setdefault("RADER_SHOW_PROGRESS", "0")
+os.environ.setdefault("TQDM_DISABLE", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from rader.retriever import Corpus, Theorem, load_encoder  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("RADER_SHARED_DATA", REPO.parent / "shared" / "data"))
+ARTIFACTS = REPO / "test-artifacts"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.fail(f"shared data not found at {SHARED_DATA}: set RADER_SHARED_DATA")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def encoder():
+    """The bundled MiniLM, loaded once."""
+    return load_encoder("minilm")
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh data directory, also in force for the CLI."""
+    folder = tmp_path / "home"
+    monkeypatch.setenv("RADER_HOME", str(folder))
+    monkeypatch.delenv("RADER_CONFIG", raising=False)
+    return folder
+
+
+@pytest.fixture
+def tiny_corpus() -> Corpus:
+    """Four theorems whose right answers are unambiguous."""
+    return Corpus(
+        [
+            Theorem("vieta", "Vieta's formulas",
+                    r"The roots of $ax^2+bx+c=0$ have sum $-\frac{b}{a}$ and product $\frac{c}{a}$."),
+            Theorem("pythagoras", "Pythagorean theorem",
+                    r"In a right triangle with legs $a$, $b$ and hypotenuse $c$, $a^2+b^2=c^2$."),
+            Theorem("binomial", "Binomial coefficient",
+                    r"The number of ways to choose $k$ of $n$ objects is $\binom{n}{k}$."),
+            Theorem("fermat", "Fermat's little theorem",
+                    r"For a prime $p$ not dividing $a$, $a^{p-1} \equiv 1 \pmod{p}$."),
+        ],
+        name="tiny",
+    )
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
+
+
+def copy_model(encoder, target: Path) -> Path:
+    """A copy of an encoder's folder, to make a second real encoder from."""
+    shutil.copytree(encoder.folder, target)
+    return target
