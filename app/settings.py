@@ -38,7 +38,7 @@ class RetrieverSettings(BaseModel):
     encoder: str = Field("minilm", description="dense encoder: built-in name, folder, or hub id")
     index_type: Literal["flat", "hnsw", "ivf"] = Field("flat", description="faiss index type")
     fusion: Literal["weighted", "rrf"] = Field("weighted", description="hybrid fusion method")
-    alpha: float = Field(0.7, ge=0.0, le=1.0, description="weighted fusion: dense share")
+    alpha: float = Field(0.65, ge=0.0, le=1.0, description="weighted fusion: dense share")
     rrf_k: int = Field(60, ge=1, description="RRF constant")
     depth: int = Field(100, ge=1, description="hits per retriever before fusion")
     batch_size: int = Field(32, ge=1, description="encoder batch size")

@@ -34,7 +34,7 @@ def _min_max(hits: list[Hit]) -> dict[str, float]:
 
 def fuse(
     bm25: list[Hit], dense: list[Hit], *, method: FusionMethod = "weighted",
-    alpha: float = 0.5, rrf_k: int = 60, k: int | None = None,
+    alpha: float = 0.65, rrf_k: int = 60, k: int | None = None,
 ) -> list[Hit]:
     """One ranking from a BM25 and a dense ranking of the same query."""
     fused: dict[str, float] = defaultdict(float)
@@ -59,7 +59,7 @@ class HybridIndex:
 
     kind = "hybrid"
 
-    def __init__(self, bm25, dense, *, method: FusionMethod = "weighted", alpha: float = 0.5,
+    def __init__(self, bm25, dense, *, method: FusionMethod = "weighted", alpha: float = 0.65,
                  rrf_k: int = 60, depth: int = 100) -> None:
         self.bm25, self.dense = bm25, dense
         self.method, self.alpha, self.rrf_k, self.depth = method, alpha, rrf_k, depth

@@ -43,7 +43,7 @@ class RetrieverOptions:
     encoder: str = "minilm"
     index_type: IndexType = "flat"
     fusion: FusionMethod = "weighted"
-    alpha: float = 0.5
+    alpha: float = 0.65
     rrf_k: int = 60
     depth: int = 100
     batch_size: int = 32
