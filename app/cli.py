@@ -107,7 +107,8 @@ def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 @corpus_app.command("add")
 def corpus_add(
     ctx: typer.Context,
-    file: Annotated[Path, typer.Argument(help="JSON Lines: id,title,text,source,tags or BEIR _id,title,text")],
+    file: Annotated[Path, typer.Argument(
+        help="JSON Lines: id,title,text,source,tags or BEIR _id,title,text")],
     name: Annotated[str, typer.Option(help="name to register it under")],
     skip_bad_lines: Annotated[bool, typer.Option(
         help="skip malformed lines and report them (default: stop at the first)")] = False,

@@ -51,7 +51,7 @@ def load_eval_corpus(settings: Settings, corpus: str) -> Corpus:
     """A corpus file (named by its content, so its cached indexes never go stale) or a name."""
     path = Path(corpus)
     if path.is_file():
-        docs, report = read_corpus(path)
+        docs, _ = read_corpus(path)
         return Corpus(docs.theorems, name=f"eval-{path.stem}-{docs.content_hash[:10]}")
     if corpus in CorpusStore(settings.home).names():
         return CorpusStore(settings.home).load(corpus)

@@ -223,9 +223,12 @@ def encoder_task(n_docs: int, n_queries: int, seed: int) -> dict[str, Any]:
     encoder.encode_documents(texts, show_progress=False)
     seconds = time.perf_counter() - start
     queries = [[Query(text)] for text in synthetic_queries(n_queries, seed)]
+    max_length = encoder.model.max_seq_length
+    pieces = encoder.model.tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
     return {
         "encoder": encoder.name, "dim": encoder.dim, "batch_size": encoder.batch_size,
-        "documents": n_docs, "docs_per_s": n_docs / seconds,
+        "documents": n_docs, "docs_per_s": n_docs / seconds, "max_seq_length": max_length,
+        "mean_wordpieces": float(np.mean([len(ids) for ids in pieces])),
         "torch_threads": torch.get_num_threads(),
         "query_encoding": latency_stats(time_each(encoder.encode_queries, queries)),
     }
@@ -255,15 +258,16 @@ def bm25_task(size: int, seed: int, n_queries: int, folder: Path) -> dict[str, A
             **latency}
 
 
-def dense_task(size: int, index_type: str, seed: int, n_queries: int,
+def dense_task(size: int, index_type: str, dim: int, seed: int, n_queries: int,
                folder: Path) -> dict[str, Any]:
-    encoder = load_encoder("minilm")
-    vectors = unit_vectors(size, encoder.dim, seed)
+    """Builds before loading the encoder, so the build's RSS growth is not hidden by
+    memory that the encoder's loading freed."""
+    vectors = unit_vectors(size, dim, seed)
     faiss_index, build = build_measured(lambda: make_faiss_index(vectors, index_type))
-    index = DenseIndex(faiss_index, synthetic_ids(size), encoder)
+    index = DenseIndex(faiss_index, synthetic_ids(size), load_encoder("minilm"))
     folder.mkdir(parents=True)
     index.save(folder)
-    queries = list(unit_vectors(n_queries, encoder.dim, seed + 1)[:, None, :])  # (1, dim) each
+    queries = list(unit_vectors(n_queries, dim, seed + 1)[:, None, :])  # (1, dim) each
     latency = compare(lambda v: index.search_vectors(v, k=K), lambda v: faiss_index.search(v, K),
                       queries)
     return {"build": build, "disk_bytes": folder_bytes(folder), **latency}
@@ -321,14 +325,15 @@ def run_isolated(task: Callable[..., dict[str, Any]], *args: Any,
     return result
 
 
-def measure_size(size: int, args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
+def measure_size(size: int, dim: int, args: argparse.Namespace,
+                 scratch: Path) -> dict[str, Any]:
     print(f"size {size}", file=sys.stderr)
     result: dict[str, Any] = {"size": size}
     result["bm25"] = run_isolated(bm25_task, size, args.seed, args.queries, scratch / "bm25")
     result["dense"] = {}
     for index_type in INDEX_TYPES:
         timeout = args.hnsw_timeout if index_type == "hnsw" else None
-        dense = run_isolated(dense_task, size, index_type, args.seed, args.queries,
+        dense = run_isolated(dense_task, size, index_type, dim, args.seed, args.queries,
                              scratch / index_type, timeout=timeout)
         if dense is None:
             dense = {"skipped": f"{index_type} task did not finish within {timeout:g} s"}
@@ -396,7 +401,8 @@ def report(results: dict[str, Any]) -> str:
         f"k={K}, one query at a time; ratio = ours p50 / raw p50, target <= {OVERHEAD_TARGET:.2f}",
         "",
         f"Encoder {enc['encoder']} (dim {enc['dim']}, real model): documents "
-        f"{enc['docs_per_s']:.1f} passages/s ({enc['documents']} synthetic passages, batch "
+        f"{enc['docs_per_s']:.1f} passages/s ({enc['documents']} synthetic passages, mean "
+        f"{enc['mean_wordpieces']:.0f} wordpieces, cut at {enc['max_seq_length']}; batch "
         f"{enc['batch_size']}); query encoding p50 {query_ms:.2f} ms, p95 "
         f"{enc['query_encoding']['p95_ms']:.2f} ms ({enc['query_encoding']['n']} queries)",
         "",
@@ -423,6 +429,9 @@ def report(results: dict[str, Any]) -> str:
               [[str(r["size"]), r["hybrid"]["fusion"], *_ms(r["hybrid"]["search_and_fuse"]),
                 *_ms(r["hybrid"]["fuse_only"]),
                 f"{query_ms + r['hybrid']['search_and_fuse']['p50_ms']:.2f}"] for r in sizes]),
+        "",
+        "build RSS+ = peak RSS growth while building, each index in a fresh process; "
+        "disk = what .save() wrote",
     ]
     return "\n".join(parts)
 
@@ -467,7 +476,8 @@ def main() -> None:
     results["encoder"] = run_isolated(encoder_task, args.encoder_docs, args.encoder_queries,
                                       args.seed)
     with tempfile.TemporaryDirectory(prefix="retrieval_speed-") as scratch:
-        results["sizes"] = [measure_size(size, args, Path(scratch) / str(size))
+        results["sizes"] = [measure_size(size, results["encoder"]["dim"], args,
+                                         Path(scratch) / str(size))
                             for size in args.sizes]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2))

@@ -133,7 +133,8 @@ class IndexStore:
         try:
             return BM25Index.load(folder, ids)
         except (OSError, ValueError, KeyError) as err:
-            raise RaderError(f"BM25 index at {folder} is unreadable ({err}); {_rebuild_hint(folder)}") from None
+            raise RaderError(
+                f"BM25 index at {folder} is unreadable ({err}); {_rebuild_hint(folder)}") from None
 
     def load_dense(self, corpus: Corpus, encoder: Encoder) -> DenseIndex | None:
         folder = self.folder(corpus, "dense", encoder)
@@ -162,7 +163,8 @@ class IndexStore:
         try:
             ids = json.loads((folder / "ids.json").read_text())
         except (OSError, ValueError) as err:
-            raise RaderError(f"index ids at {folder} are unreadable ({err}); {_rebuild_hint(folder)}") from None
+            raise RaderError(
+                f"index ids at {folder} are unreadable ({err}); {_rebuild_hint(folder)}") from None
         if ids != corpus.ids:
             raise RaderError(f"index ids at {folder} do not match the corpus; {_rebuild_hint(folder)}")
         return ids

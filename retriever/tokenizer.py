@@ -30,11 +30,11 @@ _TOKEN = re.compile(
     re.VERBOSE,
 )
 # Commands that only lay out a formula; they carry no meaning a query could match.
-_LAYOUT_COMMANDS = frozenset(
-    "left right big bigg Big Bigg displaystyle textstyle text textbf textit mathrm mathbf "
-    "mathit mathcal mathbb operatorname quad qquad cdot cdots ldots dots begin end hline "
-    "limits nolimits tfrac dfrac".split()
-)
+_LAYOUT_COMMANDS = frozenset({
+    "left", "right", "big", "bigg", "Big", "Bigg", "displaystyle", "textstyle", "text", "textbf",
+    "textit", "mathrm", "mathbf", "mathit", "mathcal", "mathbb", "operatorname", "quad", "qquad",
+    "cdot", "cdots", "ldots", "dots", "begin", "end", "hline", "limits", "nolimits",
+})
 _COMMAND_ALIASES = {"pmod": "mod", "bmod": "mod", "tfrac": "frac", "dfrac": "frac", "lvert": "abs",
                     "rvert": "abs", "vert": "abs", "le": "leq", "ge": "geq", "ne": "neq"}
 
@@ -59,7 +59,7 @@ class MathTokenizer:
             kind = match.lastgroup
             value = match.group(kind)
             if kind == "cmd":
-                if value in _LAYOUT_COMMANDS and value not in _COMMAND_ALIASES:
+                if value in _LAYOUT_COMMANDS:
                     continue
                 tokens.append(_COMMAND_ALIASES.get(value, value).lower())
             elif kind == "exp":

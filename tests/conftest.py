@@ -12,8 +12,9 @@ os.environ.setdefault("RADER_NO_PROGRESS", "1")
 os.environ.setdefault("RADER_SHOW_PROGRESS", "0")
 os.environ.setdefault("TQDM_DISABLE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ["COLUMNS"] = "240"  # rich wraps at the terminal width; tests read whole lines
 
-from rader.retriever import Corpus, Theorem, load_encoder  # noqa: E402
+from rader.retriever import Corpus, Theorem, load_encoder
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("RADER_SHARED_DATA", REPO.parent / "shared" / "data"))

@@ -4,8 +4,8 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import copy_model
+
 from rader.retriever import DenseIndex, Hit, Query, fuse, load_encoder, make_faiss_index
 
 
