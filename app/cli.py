@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from rader.app.settings import Settings, config_path, load_settings
+from rader.app.settings import Settings, config_path, flatten, load_settings
 from rader.app.wiring import configure_logging, corpus_from_settings, retriever_from_settings
 from rader.retriever import RETRIEVER_NAMES, RaderError
 
@@ -79,7 +79,7 @@ def config_show(
     """Print every setting, its value, and where it came from (default, file, env, cli)."""
     cli = dict(ctx.obj["cli"])
     settings, origins = load_settings(cli, config_file=ctx.obj["config"])
-    flat = _flat(settings.model_dump(mode="json"))
+    flat = flatten(settings.model_dump(mode="json"))
     if as_json:
         console.print_json(json.dumps({k: {"value": v, "origin": origins[k]} for k, v in flat.items()}))
         return
@@ -91,16 +91,6 @@ def config_show(
         table.add_row(key, json.dumps(value), origins[key])
     console.print(table)
     console.print("Override with RADER_<KEY> (nested: RADER_RETRIEVER__K=5) or the TOML file.")
-
-
-def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[prefix + key] = value
-    return out
 
 
 # -- corpus --------------------------------------------------------------------------------
@@ -185,21 +175,16 @@ def index_build(
     options = settings.retriever.options()
     started = time.perf_counter()
     if kind in ("bm25", "hybrid"):
-        if force or _stale(lambda: store.load_bm25(docs)):
+        if force or store.load_bm25(docs) is None:  # a stale index raises with the fix
             store.build_bm25(docs, show_progress=settings.show_progress)
         console.print(f"bm25 index ready: {store.folder(docs, 'bm25')}")
     if kind in ("dense", "hybrid"):
         model = load_encoder(options.encoder, batch_size=options.batch_size)
-        if force or _stale(lambda: store.load_dense(docs, model)):
+        if force or store.load_dense(docs, model) is None:
             store.build_dense(docs, model, index_type=options.index_type,
                               show_progress=settings.show_progress)
         console.print(f"dense index ready: {store.folder(docs, 'dense', model)}")
     console.print(f"{len(docs)} theorems, {time.perf_counter() - started:.1f} s")
-
-
-def _stale(load) -> bool:
-    """True when there is no index yet; a mismatched one raises with the rebuild hint."""
-    return load() is None
 
 
 # -- search --------------------------------------------------------------------------------

@@ -89,11 +89,12 @@ def config_path(config_file: Path | str | None = "auto") -> Path | None:
     return Path(os.environ.get(f"{ENV_PREFIX}CONFIG") or default_home() / "config.toml")
 
 
-def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested settings as dotted keys: ``{"retriever": {"k": 1}}`` -> ``{"retriever.k": 1}``."""
     flat = {}
     for key, value in data.items():
         if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
+            flat.update(flatten(value, f"{prefix}{key}."))
         else:
             flat[f"{prefix}{key}"] = value
     return flat
@@ -119,9 +120,9 @@ def load_settings(
             layers.insert(0, (f"file {found}", TomlConfigSettingsSource(_Bound, toml_file=found)()))
     except (ValidationError, ValueError) as err:
         raise RaderError(f"invalid settings: {err}") from None
-    origins = dict.fromkeys(_flatten(settings.model_dump()), "default")
+    origins = dict.fromkeys(flatten(settings.model_dump()), "default")
     for origin, values in layers:
-        for key in _flatten(values):
+        for key in flatten(values):
             if key in origins:
                 origins[key] = origin
     return Settings.model_validate(settings.model_dump()), origins

@@ -84,3 +84,18 @@ def test_weighted_fusion_by_hand():
     assert [h.score for h in fused] == pytest.approx([0.75, 0.5])
     only_bm25 = fuse(bm25, [], method="weighted", alpha=0.0)
     assert [h.theorem_id for h in only_bm25] == ["a", "b", "c"]
+
+
+def test_hub_id_loads_from_the_local_hub_cache(encoder, tmp_path, monkeypatch):
+    """A hub id resolves through the Hugging Face cache layout, offline."""
+    snapshot = tmp_path / "hub" / "models--someone--minilm-copy" / "snapshots" / ("0" * 40)
+    copy_model(encoder, snapshot)
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text("0" * 40)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hub"))
+    from_hub = load_encoder("someone/minilm-copy")
+    assert from_hub.folder == snapshot
+    assert from_hub.fingerprint == encoder.fingerprint
+    query = [Query("right triangle")]
+    assert np.allclose(from_hub.encode_queries(query), encoder.encode_queries(query), atol=1e-6)
