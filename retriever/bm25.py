@@ -61,7 +61,8 @@ class BM25Index:
             scores = self.model.get_scores_from_ids(token_ids)
             top = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
             top = top[np.argsort(-scores[top], kind="stable")]
-            pairs = [(self.ids[i], float(scores[i])) for i in top if scores[i] > 0]
+            ranked = zip(top.tolist(), scores[top].tolist(), strict=True)
+            pairs = [(self.ids[i], s) for i, s in ranked if s > 0]
             results.append(ranked_hits(pairs, self.kind))
         return results
 

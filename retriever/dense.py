@@ -95,10 +95,11 @@ class DenseIndex:
         if k <= 0 or len(vectors) == 0:
             return [[] for _ in range(len(vectors))]
         scores, rows = self.index.search(vectors, k)  # both (n_queries, k); row -1 = no result
+        ids = self.ids
+        # .tolist() first: Python floats and ints are much cheaper to handle than numpy scalars
         return [
-            ranked_hits([(self.ids[r], float(s)) for s, r in zip(srow, rrow, strict=True) if r >= 0],
-                        self.kind)
-            for srow, rrow in zip(scores, rows, strict=True)
+            ranked_hits([(ids[r], s) for s, r in zip(srow, rrow, strict=True) if r >= 0], self.kind)
+            for srow, rrow in zip(scores.tolist(), rows.tolist(), strict=True)
         ]
 
     def save(self, folder: Path) -> None:
