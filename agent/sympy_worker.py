@@ -1,0 +1,109 @@
+"""The sympy worker behind `rader.agent.compute`: one JSON request per line on stdin.
+
+For each request it forks a child that sets ``RLIMIT_CPU`` and ``RLIMIT_AS``, parses the
+expression without ``eval`` on raw text, evaluates or solves it, and writes the result to a
+pipe; the worker kills a child that outlives the wall-clock limit. Replies are JSON lines:
+``{"status": "ok" | "error" | "timeout" | "memory", "output": "..."}``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import select
+import signal
+import sys
+
+import sympy
+from latex2sympy2_extended import latex2sympy
+from sympy.parsing.sympy_parser import (
+    convert_xor,
+    implicit_multiplication_application,
+    parse_expr,
+    standard_transformations,
+)
+
+_SAFE_NAMES = ["sqrt", "root", "sin", "cos", "tan", "cot", "sec", "csc", "asin", "acos", "atan", "sinh", "cosh", "tanh", "exp", "log", "pi", "E", "I", "oo", "factorial", "binomial", "gcd", "lcm", "floor", "ceiling", "Abs", "Rational", "Integer", "Symbol", "Float", "Min", "Max", "simplify", "expand", "factor", "solve", "Mod", "isprime", "primefactors", "divisors", "totient", "nsimplify"]
+_NAMESPACE = {name: getattr(sympy, name) for name in _SAFE_NAMES}
+_NAMESPACE.update({"ln": sympy.log, "__builtins__": {}})
+_TRANSFORMATIONS = (*standard_transformations, implicit_multiplication_application, convert_xor)
+
+
+def parse(text: str) -> sympy.Basic:
+    """LaTeX through latex2sympy; plain text through parse_expr over a math-only namespace."""
+    if "\\" in text:
+        return latex2sympy(text)
+    return parse_expr(text, global_dict=dict(_NAMESPACE), transformations=_TRANSFORMATIONS)
+
+
+def evaluate(text: str) -> str:
+    """An equation in one unknown is solved; anything else is simplified."""
+    if "=" in text and not any(op in text for op in ("==", "<=", ">=", "!=")):
+        left, _, right = text.partition("=")
+        equation = sympy.Eq(parse(left), parse(right))
+        unknowns = sorted(equation.free_symbols, key=str)
+        if len(unknowns) != 1:
+            return f"{sympy.simplify(equation.lhs - equation.rhs)} = 0"
+        solutions = sympy.solve(equation, unknowns[0])
+        return f"{unknowns[0]} = " + ", ".join(map(str, solutions)) if solutions else "no solution"
+    value = parse(text)
+    if isinstance(value, sympy.Basic):
+        value = sympy.nsimplify(value) if value.is_Float else sympy.simplify(value)
+    return str(value)
+
+
+def _child(text: str, cpu_seconds: int, memory_mb: int, out_fd: int) -> None:
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 1))
+    limit = memory_mb * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    try:
+        reply = {"status": "ok", "output": evaluate(text)[:2000]}
+    except MemoryError:
+        reply = {"status": "memory", "output": f"needed more than {memory_mb} MB"}
+    except RecursionError:
+        reply = {"status": "error", "output": "the expression nests too deeply"}
+    except Exception as err:
+        reply = {"status": "error", "output": f"{type(err).__name__}: {str(err)[:300]}"}
+    os.write(out_fd, json.dumps(reply).encode())
+
+
+def run_one(request: dict) -> dict:
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child
+        os.close(read_fd)
+        try:
+            _child(request["expression"], int(request["cpu_seconds"]), int(request["memory_mb"]), write_fd)
+        finally:
+            os._exit(0)
+    os.close(write_fd)
+    ready, _, _ = select.select([read_fd], [], [], float(request["wall_seconds"]))
+    data = b""
+    if ready:
+        while chunk := os.read(read_fd, 65536):
+            data += chunk
+    os.close(read_fd)
+    if not data:
+        os.kill(pid, signal.SIGKILL)
+    _, status = os.waitpid(pid, 0)
+    if data:
+        return json.loads(data)
+    if os.WIFSIGNALED(status) and os.WTERMSIG(status) in (signal.SIGXCPU, signal.SIGKILL):
+        limit = "wall-clock" if not ready else "CPU"
+        return {"status": "timeout", "output": f"stopped by the {limit} time limit"}
+    return {"status": "memory", "output": f"stopped over the {request['memory_mb']} MB limit"}
+
+
+def main() -> None:
+    for line in sys.stdin:
+        try:
+            reply = run_one(json.loads(line))
+        except (ValueError, KeyError) as err:
+            reply = {"status": "error", "output": f"bad request: {err}"}
+        sys.stdout.write(json.dumps(reply) + "\n")
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
