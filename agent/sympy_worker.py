@@ -24,7 +24,11 @@ from sympy.parsing.sympy_parser import (
     standard_transformations,
 )
 
-_SAFE_NAMES = ["sqrt", "root", "sin", "cos", "tan", "cot", "sec", "csc", "asin", "acos", "atan", "sinh", "cosh", "tanh", "exp", "log", "pi", "E", "I", "oo", "factorial", "binomial", "gcd", "lcm", "floor", "ceiling", "Abs", "Rational", "Integer", "Symbol", "Float", "Min", "Max", "simplify", "expand", "factor", "solve", "Mod", "isprime", "primefactors", "divisors", "totient", "nsimplify"]
+_SAFE_NAMES = (
+    "sqrt root sin cos tan cot sec csc asin acos atan sinh cosh tanh exp log pi E I oo "
+    "factorial binomial gcd lcm floor ceiling Abs Rational Integer Symbol Float Min Max "
+    "simplify expand factor solve Mod isprime primefactors divisors totient nsimplify"
+).split()
 _NAMESPACE = {name: getattr(sympy, name) for name in _SAFE_NAMES}
 _NAMESPACE.update({"ln": sympy.log, "__builtins__": {}})
 _TRANSFORMATIONS = (*standard_transformations, implicit_multiplication_application, convert_xor)
