@@ -74,9 +74,9 @@ class SympySandbox:
             )
         return self._process
 
-    def run(self, expression: str, limits: ComputeLimits) -> tuple[str, str]:
-        request = {"expression": expression, "cpu_seconds": limits.cpu_seconds,
-                   "memory_mb": limits.memory_mb, "wall_seconds": limits.wall_seconds}
+    def run(self, request: dict, limits: ComputeLimits) -> tuple[str, str]:
+        request = {**request, "cpu_seconds": limits.cpu_seconds, "memory_mb": limits.memory_mb,
+                   "wall_seconds": limits.wall_seconds}
         with self._lock:
             process = self._ensure()
             try:
@@ -111,5 +111,18 @@ def compute(expression: str, *, limits: ComputeLimits = ComputeLimits()) -> Tool
     refused = check_expression(expression, limits)
     if refused:
         return ToolCall("sympy", expression, refused, "error", 0.0)
-    status, output = _SANDBOX.run(expression, limits)
+    status, output = _SANDBOX.run({"op": "compute", "expression": expression}, limits)
     return ToolCall("sympy", expression, output, status, round(time.perf_counter() - started, 3))
+
+
+def verify_answer(answer: str, gold: str, *, limits: ComputeLimits = ComputeLimits()) -> bool | None:
+    """Whether ``answer`` equals the ``gold`` answer by math-verify; None if it cannot tell.
+
+    Example:
+        >>> verify_answer(r"\\frac{1}{2}", "0.5")
+        True
+    """
+    if not answer.strip() or not gold.strip() or max(len(answer), len(gold)) > limits.max_chars:
+        return None
+    status, output = _SANDBOX.run({"op": "verify", "gold": gold, "answer": answer}, limits)
+    return output == "true" if status == "ok" else None

@@ -3,7 +3,9 @@
 For each request it forks a child that sets ``RLIMIT_CPU`` and ``RLIMIT_AS``, parses the
 expression without ``eval`` on raw text, evaluates or solves it, and writes the result to a
 pipe; the worker kills a child that outlives the wall-clock limit. Replies are JSON lines:
-``{"status": "ok" | "error" | "timeout" | "memory", "output": "..."}``.
+``{"status": "ok" | "error" | "timeout" | "memory", "output": "..."}``. A request is
+``{"op": "compute", "expression": ...}`` or ``{"op": "verify", "gold": ..., "answer": ...}``
+plus ``cpu_seconds``, ``memory_mb`` and ``wall_seconds``.
 """
 
 from __future__ import annotations
@@ -57,12 +59,30 @@ def evaluate(text: str) -> str:
     return str(value)
 
 
-def _child(text: str, cpu_seconds: int, memory_mb: int, out_fd: int) -> None:
+def verify_answer(gold: str, answer: str) -> str:
+    """math-verify's equivalence of two answers: "true" or "false". Its own signal-based
+    timeouts are off: this child's CPU limit bounds the work instead."""
+    from math_verify import parse as mv_parse
+    from math_verify import verify
+
+    def parsed(text: str):
+        boxed = text if "\\boxed" in text else f"\\boxed{{{text}}}"
+        return mv_parse(boxed, parsing_timeout=None)
+
+    return "true" if verify(parsed(gold), parsed(answer), timeout_seconds=None) else "false"
+
+
+def _child(request: dict, out_fd: int) -> None:
+    cpu_seconds, memory_mb = int(request["cpu_seconds"]), int(request["memory_mb"])
     resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 1))
     limit = memory_mb * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     try:
-        reply = {"status": "ok", "output": evaluate(text)[:2000]}
+        if request.get("op") == "verify":
+            output = verify_answer(request["gold"], request["answer"])
+        else:
+            output = evaluate(request["expression"])
+        reply = {"status": "ok", "output": output[:2000]}
     except MemoryError:
         reply = {"status": "memory", "output": f"needed more than {memory_mb} MB"}
     except RecursionError:
@@ -78,7 +98,7 @@ def run_one(request: dict) -> dict:
     if pid == 0:  # child
         os.close(read_fd)
         try:
-            _child(request["expression"], int(request["cpu_seconds"]), int(request["memory_mb"]), write_fd)
+            _child(request, write_fd)
         finally:
             os._exit(0)
     os.close(write_fd)

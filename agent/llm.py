@@ -1,0 +1,103 @@
+"""LLM runtimes behind one LangChain chat-model interface.
+
+- ``llamacpp`` (default): a GGUF model (catalog name or path) served in-process by the
+  prebuilt ``xllamacpp`` wheel. Its server listens on 127.0.0.1 with an OpenAI-compatible
+  API, so the same well-kept client (`langchain_openai.ChatOpenAI`) talks to it and to
+- ``openai``: any OpenAI-compatible server (``vllm serve``, llama.cpp's server, Ollama).
+
+Either way the agent gets a `BaseChatModel` with streaming, stop sequences, max tokens,
+temperature, seed, a per-call timeout, retries and token counts (``usage_metadata``); a
+developer may pass any other LangChain chat model instead.
+
+Example:
+    >>> llm = chat_model(LLMConfig(model="smollm2-135m", max_tokens=8), home="~/.rader")  # doctest: +SKIP
+    >>> llm.invoke("Say hi").content  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from langchain_core.language_models import BaseChatModel
+
+from rader.agent.models import resolve_model
+from rader.retriever import RaderError
+
+Backend = Literal["llamacpp", "openai"]
+
+
+@dataclass(frozen=True, slots=True)
+class LLMConfig:
+    backend: Backend = "llamacpp"
+    model: str = "qwen2.5-coder-1.5b"
+    base_url: str | None = None  # for backend "openai"
+    api_key: str = "none"
+    temperature: float = 0.0
+    max_tokens: int = 512
+    seed: int = 0
+    timeout_s: float = 120.0
+    retries: int = 1
+    context: int = 4096
+    parallel: int = 1  # llama.cpp slots: concurrent requests served with continuous batching
+    threads: int | None = None
+
+
+class LlamaCppServer:
+    """An xllamacpp server in this process, listening on 127.0.0.1 (port chosen by the OS)."""
+
+    def __init__(self, model_path: Path, *, context: int, parallel: int, threads: int | None) -> None:
+        import xllamacpp
+
+        params = xllamacpp.CommonParams()
+        params.model.path = str(model_path)
+        params.n_ctx = context * parallel  # each slot gets `context` tokens
+        params.n_parallel = parallel
+        params.cpuparams.n_threads = threads or os.cpu_count() or 2
+        params.cpuparams_batch.n_threads = threads or os.cpu_count() or 2
+        params.verbosity = -1  # llama.cpp logs every request otherwise
+        try:
+            self._server = xllamacpp.Server(params)
+        except Exception as err:  # the binding raises RuntimeError/ValueError for a bad file
+            raise RaderError(f"llama.cpp could not load {model_path}: {err}") from err
+        self.model_path = model_path
+        self.base_url = self._server.listening_address + "/v1"
+
+
+_SERVERS: dict[tuple, LlamaCppServer] = {}
+_SERVERS_LOCK = threading.Lock()
+
+
+def llamacpp_server(model_path: Path, *, context: int = 4096, parallel: int = 1,
+                    threads: int | None = None) -> LlamaCppServer:
+    """One server per (model, context, slots) in a process, shared by every graph."""
+    key = (str(model_path), context, parallel, threads)
+    with _SERVERS_LOCK:
+        if key not in _SERVERS:
+            _SERVERS[key] = LlamaCppServer(model_path, context=context, parallel=parallel, threads=threads)
+        return _SERVERS[key]
+
+
+def chat_model(config: LLMConfig, *, home: str | Path) -> BaseChatModel:
+    """The chat model a config names, started if it runs in-process."""
+    from langchain_openai import ChatOpenAI
+
+    if config.backend == "llamacpp":
+        server = llamacpp_server(resolve_model(config.model, home), context=config.context,
+                                 parallel=config.parallel, threads=config.threads)
+        base_url, name = server.base_url, config.model
+    elif config.backend == "openai":
+        if not config.base_url:
+            raise RaderError("backend 'openai' needs a server URL: set llm.base_url "
+                             "(e.g. RADER_LLM__BASE_URL=http://127.0.0.1:8000/v1)")
+        base_url, name = config.base_url, config.model
+    else:
+        raise RaderError(f"unknown LLM backend {config.backend!r}; choose llamacpp or openai")
+    return ChatOpenAI(
+        base_url=base_url, api_key=config.api_key, model=name, temperature=config.temperature,
+        max_tokens=config.max_tokens, seed=config.seed, timeout=config.timeout_s,
+        max_retries=config.retries, stream_usage=True,
+    )

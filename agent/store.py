@@ -1,0 +1,201 @@
+"""The trajectory store: SQLite in WAL mode under the data directory.
+
+One row per trajectory, rewritten in its own transaction after every finished step, so a
+process killed with SIGKILL keeps every finished step and the database stays sound. Rows
+still ``running`` when a store is opened belonged to a dead process and are marked
+``interrupted``. The schema version is stored; `migrate` brings older files up to date or
+says why it cannot. Human judgments (from the UI) are rows of their own, tied to a
+trajectory step.
+
+Example:
+    >>> import tempfile
+    >>> from rader.agent.records import Problem, Trajectory
+    >>> store = TrajectoryStore(tempfile.mkdtemp() + "/t.db")
+    >>> t = Trajectory.start(Problem("p", "1+1?"), model="m", retriever="none")
+    >>> store.save(t); store.get(t.id).status
+    'running'
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from rader.agent.records import SCHEMA_VERSION, Judgment, Trajectory, now_iso
+from rader.retriever import RaderError
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS trajectories (
+    id TEXT PRIMARY KEY, status TEXT NOT NULL, model TEXT NOT NULL, retriever TEXT NOT NULL,
+    problem_id TEXT NOT NULL, verified INTEGER, steps INTEGER NOT NULL,
+    started_at TEXT NOT NULL, finished_at TEXT, data TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS trajectories_problem ON trajectories (problem_id);
+CREATE TABLE IF NOT EXISTS human_judgments (
+    trajectory_id TEXT NOT NULL REFERENCES trajectories (id), step_index INTEGER NOT NULL,
+    theorem_id TEXT NOT NULL, relevant INTEGER NOT NULL, rationale TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (trajectory_id, step_index, theorem_id)
+);
+"""
+
+
+class TrajectoryStore:
+    """Trajectories in one SQLite file; safe to share between threads of one process."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path).expanduser()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA busy_timeout=10000")
+        except sqlite3.DatabaseError as err:
+            raise RaderError(f"{self.path} is not a rader trajectory store ({err})") from None
+        self._lock = threading.Lock()
+        self.migrate()
+        self.interrupted_on_open = self._mark_interrupted()
+
+    # -- schema ----------------------------------------------------------------------------
+    def schema_version(self) -> int | None:
+        try:
+            row = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        except sqlite3.OperationalError:
+            return None
+        return int(row[0]) if row else None
+
+    def migrate(self) -> None:
+        version = self.schema_version()
+        if version is not None and version > SCHEMA_VERSION:
+            raise RaderError(f"{self.path} has schema version {version}, newer than this rader "
+                             f"({SCHEMA_VERSION}): upgrade rader to read it")
+        with self._lock:
+            self._db.executescript(_SCHEMA)
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)",
+                             (str(SCHEMA_VERSION),))
+
+    def _mark_interrupted(self) -> int:
+        with self._lock:
+            rows = self._db.execute("SELECT data FROM trajectories WHERE status='running'").fetchall()
+            for (data,) in rows:
+                trajectory = Trajectory.from_dict(json.loads(data))
+                trajectory.status = "interrupted"
+                trajectory.finished_at = trajectory.finished_at or now_iso()
+                self._write(trajectory)
+        return len(rows)
+
+    # -- trajectories ----------------------------------------------------------------------
+    def _write(self, trajectory: Trajectory) -> None:
+        verified = None if trajectory.verified is None else int(trajectory.verified)
+        self._db.execute(
+            "INSERT OR REPLACE INTO trajectories VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (trajectory.id, trajectory.status, trajectory.model, trajectory.retriever,
+             trajectory.problem.id, verified, len(trajectory.steps), trajectory.started_at,
+             trajectory.finished_at, json.dumps(trajectory.to_dict(), ensure_ascii=False)),
+        )
+
+    def save(self, trajectory: Trajectory) -> None:
+        """Write the whole trajectory in one transaction (atomic: all of it or the old row)."""
+        try:
+            with self._lock:
+                self._write(trajectory)
+        except sqlite3.Error as err:  # disk full, read-only file, ...
+            raise RaderError(f"could not write trajectory {trajectory.id} to {self.path}: {err}") from err
+
+    def get(self, trajectory_id: str) -> Trajectory:
+        row = self._db.execute("SELECT data FROM trajectories WHERE id=?", (trajectory_id,)).fetchone()
+        if row is None:
+            matches = self._db.execute("SELECT data FROM trajectories WHERE id LIKE ?",
+                                       (trajectory_id + "%",)).fetchall()
+            if len(matches) != 1:
+                raise RaderError(f"no trajectory {trajectory_id!r} in {self.path}"
+                                 + (" (prefix is ambiguous)" if matches else ""))
+            row = matches[0]
+        trajectory = Trajectory.from_dict(json.loads(row[0]))
+        self._apply_human_judgments(trajectory)
+        return trajectory
+
+    def list(self, *, status: str | None = None, model: str | None = None,
+             verified: bool | None = None, since: str | None = None, until: str | None = None,
+             problem_id: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+        """Summaries, newest first, filtered by status, model, verification and start date."""
+        clauses, values = [], []
+        for column, value in (("status", status), ("model", model), ("problem_id", problem_id)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                values.append(value)
+        if verified is not None:
+            clauses.append("verified = ?")
+            values.append(int(verified))
+        if since:
+            clauses.append("started_at >= ?")
+            values.append(since)
+        if until:
+            clauses.append("started_at < ?")
+            values.append(until)
+        sql = ("SELECT id, status, model, retriever, problem_id, verified, steps, started_at, finished_at "
+               "FROM trajectories" + (" WHERE " + " AND ".join(clauses) if clauses else "")
+               + " ORDER BY started_at DESC" + (f" LIMIT {int(limit)}" if limit else ""))
+        names = ("id", "status", "model", "retriever", "problem_id", "verified", "steps",
+                 "started_at", "finished_at")
+        rows = self._db.execute(sql, values).fetchall()
+        return [{**dict(zip(names, row, strict=True)),
+                 "verified": None if row[5] is None else bool(row[5])} for row in rows]
+
+    def iter_trajectories(self, **filters: Any) -> Iterator[Trajectory]:
+        for summary in self.list(**filters):
+            yield self.get(summary["id"])
+
+    def export(self, path: str | Path, *, fmt: str = "jsonl", **filters: Any) -> int:
+        """Write matching trajectories as JSON Lines or Parquet; returns how many."""
+        path = Path(path)
+        rows = [t.to_dict() for t in self.iter_trajectories(**filters)]
+        if fmt == "jsonl":
+            with path.open("w", encoding="utf-8") as out:
+                for row in rows:
+                    out.write(json.dumps(row, ensure_ascii=False) + "\n")
+        elif fmt == "parquet":
+            import pandas as pd
+
+            table = pd.DataFrame([
+                {"id": r["id"], "status": r["status"], "model": r["model"], "retriever": r["retriever"],
+                 "problem_id": r["problem"]["id"], "verified": r["verified"],
+                 "final_answer": r["final_answer"], "steps": len(r["steps"]),
+                 "started_at": r["started_at"], "finished_at": r["finished_at"],
+                 "data": json.dumps(r, ensure_ascii=False)} for r in rows])
+            table.to_parquet(path, index=False)
+        else:
+            raise RaderError(f"unknown export format {fmt!r}; choose jsonl or parquet")
+        return len(rows)
+
+    # -- human judgments -------------------------------------------------------------------
+    def add_human_judgment(self, trajectory_id: str, step_index: int, judgment: Judgment) -> None:
+        trajectory = self.get(trajectory_id)
+        if not any(s.index == step_index for s in trajectory.steps):
+            raise RaderError(f"trajectory {trajectory_id} has no step {step_index}")
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO human_judgments VALUES (?, ?, ?, ?, ?, ?)",
+                (trajectory.id, step_index, judgment.theorem_id, int(judgment.relevant),
+                 judgment.rationale, now_iso()),
+            )
+
+    def _apply_human_judgments(self, trajectory: Trajectory) -> None:
+        rows = self._db.execute(
+            "SELECT step_index, theorem_id, relevant, rationale FROM human_judgments "
+            "WHERE trajectory_id=?", (trajectory.id,)).fetchall()
+        steps = {s.index: s for s in trajectory.steps}
+        for step_index, theorem_id, relevant, rationale in rows:
+            if step_index in steps:
+                steps[step_index].judgments.append(
+                    Judgment(theorem_id, bool(relevant), rationale, None, "human"))
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
