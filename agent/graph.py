@@ -151,8 +151,8 @@ def build_graph(llm: BaseChatModel, retriever: Any = None, settings: AgentConfig
             relevant, rationale = parse_verdict(reply)
             if relevant is None:
                 events.append(f"no 'Relevant: yes/no' verdict for {theorem.id}: counted as not relevant")
-            judgments.append(Judgment(theorem.id, bool(relevant), rationale,
-                                      _verdict_score(message)).to_dict())
+            score = _verdict_score(message) if relevant is not None else None
+            judgments.append(Judgment(theorem.id, bool(relevant), rationale, score).to_dict())
         pending.update(judgments=judgments, events=events, tokens=pending["tokens"] + tokens,
                        elapsed_s=pending["elapsed_s"] + time.perf_counter() - started)
         return {"pending": pending, "tokens": state.get("tokens", 0) + tokens}

@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from rader.app.cli_agent import register as register_agent_commands
 from rader.app.settings import Settings, config_path, flatten, load_settings
 from rader.app.wiring import configure_logging, corpus_from_settings, retriever_from_settings
 from rader.retriever import RETRIEVER_NAMES, RaderError
@@ -22,7 +23,9 @@ from rader.retriever import RETRIEVER_NAMES, RaderError
 app = typer.Typer(
     name="rader",
     help="rader: retrieval-augmented math reasoning with reasoning-aware dense retrievers.\n\n"
-    "Search theorem corpora with BM25, a dense encoder or both fused, and evaluate retrievers.",
+    "Solve problems with a retrieval-augmented agent (solve), search theorem corpora with BM25, "
+    "a dense encoder or both fused (search, index, corpus), evaluate retrievers (eval), and "
+    "manage models, trajectories and settings.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
@@ -58,7 +61,8 @@ def _global(
 
 
 def _settings(ctx: typer.Context, **overrides: Any) -> Settings:
-    """Settings with this command's flags on top; ``retriever_*`` keys go to that section."""
+    """Settings with this command's flags on top; ``retriever_*`` keys go to that section,
+    and ``llm=`` / ``agent=`` take dicts for theirs."""
     cli = dict(ctx.obj["cli"])
     section = {k.removeprefix("retriever_"): v for k, v in overrides.items()
                if k.startswith("retriever_") and v is not None}
@@ -253,6 +257,9 @@ def eval_command(
     if out is not None:
         out.write_text(json.dumps(result.to_dict(), indent=2))
         console.print(f"wrote {out}")
+
+
+register_agent_commands(app, _settings)
 
 
 def main(argv: list[str] | None = None) -> None:

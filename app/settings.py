@@ -50,6 +50,47 @@ class RetrieverSettings(BaseModel):
         )
 
 
+class LLMSettings(BaseModel):
+    """Which language model runs the agent, and how it is called."""
+
+    backend: Literal["llamacpp", "openai"] = Field("llamacpp", description="runtime")
+    model: str = Field("qwen2.5-coder-1.5b", description="catalog name, .gguf path, or server model")
+    base_url: str | None = Field(None, description="OpenAI-compatible server URL (backend openai)")
+    api_key: str = Field("none", description="API key for the server, if it wants one")
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    max_tokens: int = Field(512, ge=1, description="max tokens of one call")
+    seed: int = 0
+    timeout_s: float = Field(120.0, gt=0, description="per-call timeout")
+    retries: int = Field(1, ge=0, description="retries of a failed call")
+    context: int = Field(4096, ge=256, description="llama.cpp context per slot")
+    parallel: int = Field(1, ge=1, description="llama.cpp slots (concurrent requests)")
+
+    def config(self):
+        from rader.agent.llm import LLMConfig
+
+        return LLMConfig(**self.model_dump())
+
+
+class AgentSettings(BaseModel):
+    """Budgets and the retrieval schedule of the reasoning agent."""
+
+    retriever: Literal["none", "bm25", "dense", "hybrid"] = Field("hybrid", description="retriever")
+    max_steps: int = Field(8, ge=1)
+    max_retrievals: int = Field(8, ge=0)
+    max_tokens: int = Field(6000, ge=1, description="tokens over the whole run")
+    max_seconds: float = Field(600.0, gt=0, description="wall time of a run")
+    retrieval: Literal["every_step", "first_k", "model", "never"] = "every_step"
+    first_k: int = Field(2, ge=0)
+    k: int = Field(3, ge=1, description="theorems retrieved and judged per retrieval")
+    judge: bool = Field(True, description="self-reflective relevance check")
+    step_tokens: int = Field(256, ge=16, description="max tokens of one reasoning step")
+
+    def config(self):
+        from rader.agent.state import AgentConfig
+
+        return AgentConfig(**self.model_dump(exclude={"retriever"}))
+
+
 def default_home() -> Path:
     return Path(os.environ.get(f"{ENV_PREFIX}HOME") or Path.home() / ".rader").expanduser()
 
@@ -66,6 +107,8 @@ class Settings(BaseSettings):
     show_progress: bool = Field(True, description="progress bars (RADER_SHOW_PROGRESS=0 hides)")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
     retriever: RetrieverSettings = Field(default_factory=RetrieverSettings)
+    llm: LLMSettings = Field(default_factory=LLMSettings)
+    agent: AgentSettings = Field(default_factory=AgentSettings)
 
     toml_file: ClassVar[Path | None] = None
 

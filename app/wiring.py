@@ -30,3 +30,24 @@ def retriever_from_settings(settings: Settings, corpus: Corpus | None = None,
         options=settings.retriever.options(),
         show_progress=settings.show_progress,
     )
+
+
+def store_from_settings(settings: Settings):
+    from rader.agent.store import TrajectoryStore
+
+    return TrajectoryStore(settings.home / "trajectories.db")
+
+
+def agent_from_settings(settings: Settings, *, retriever: str | None = None, progress=None):
+    """(compiled graph, model name, retriever name) as the settings describe them."""
+    from rader.agent.graph import build_graph
+    from rader.agent.llm import chat_model
+    from rader.agent.models import resolve_model
+
+    kind = retriever or settings.agent.retriever
+    llm_config = settings.llm.config()
+    if llm_config.backend == "llamacpp":  # fetch first, with the caller's progress bar
+        resolve_model(llm_config.model, settings.home, progress=progress)
+    llm = chat_model(llm_config, home=settings.home)
+    engine = None if kind == "none" else retriever_from_settings(settings, kind=kind)
+    return build_graph(llm=llm, retriever=engine, settings=settings.agent.config()), llm_config.model, kind

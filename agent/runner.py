@@ -1,0 +1,64 @@
+"""Run the graph on one problem and keep its trajectory in the store as it grows.
+
+The trajectory row is rewritten after every node that finishes a step, so a run killed at
+any moment keeps its finished steps; Ctrl-C marks the run ``interrupted``.
+
+Example:
+    >>> run_problem(graph, Problem("p1", "2+3?", answer="5"), store=store,
+    ...             model="smollm2-135m", retriever="bm25")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from rader.agent.records import Problem, Step, Trajectory, now_iso
+from rader.agent.store import TrajectoryStore
+
+OnUpdate = Callable[[str, dict[str, Any], Trajectory], None]
+_SAVE_AFTER = {"reason", "compute", "finish"}
+
+
+def apply_update(trajectory: Trajectory, values: dict[str, Any]) -> None:
+    """Fold one node's state update into the trajectory record."""
+    if values.get("steps") is not None:
+        trajectory.steps = [Step.from_dict(s) for s in values["steps"]]
+    for key in ("final_answer", "verified"):
+        if key in values:
+            setattr(trajectory, key, values[key])
+    if values.get("status") in ("done", "budget_exhausted", "error"):
+        trajectory.status = values["status"]
+        trajectory.finished_at = now_iso()
+    if values.get("stop_reason"):
+        trajectory.config = {**trajectory.config, "stop_reason": values["stop_reason"]}
+
+
+def run_problem(graph, problem: Problem, *, store: TrajectoryStore | None, model: str, retriever: str,
+                config: dict[str, Any] | None = None, on_update: OnUpdate | None = None,
+                graph_config: dict[str, Any] | None = None) -> Trajectory:
+    """Stream ``graph`` over ``problem``; returns the finished (or interrupted) trajectory."""
+    trajectory = Trajectory.start(problem, model=model, retriever=retriever, config=config)
+    if store is not None:
+        store.save(trajectory)
+    try:
+        for update in graph.stream({"problem": problem.to_dict()}, config=graph_config,
+                                   stream_mode="updates"):
+            for node, values in update.items():
+                apply_update(trajectory, values or {})
+                if store is not None and node in _SAVE_AFTER:
+                    store.save(trajectory)
+                if on_update is not None:
+                    on_update(node, values or {}, trajectory)
+    except BaseException:
+        # KeyboardInterrupt, a stop from the UI, or a bug: the record says so and keeps its steps
+        trajectory.status = "interrupted"
+        trajectory.finished_at = now_iso()
+        if store is not None:
+            store.save(trajectory)
+        raise
+    if trajectory.status == "running":  # the graph ended without reaching finish
+        trajectory.status, trajectory.finished_at = "error", now_iso()
+    if store is not None:
+        store.save(trajectory)
+    return trajectory

