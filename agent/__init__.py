@@ -6,12 +6,12 @@ Example:
     '2'
 """
 
-from rader.agent.compute import ComputeLimits, compute, verify_answer
 from rader.agent.graph import build_graph
 from rader.agent.llm import LLMConfig, chat_model
 from rader.agent.models import CATALOG, DEFAULT_MODEL, fetch, resolve_model
 from rader.agent.protocol import last_boxed, parse_query, parse_reason, parse_verdict
 from rader.agent.records import Judgment, Problem, Step, ToolCall, Trajectory
+from rader.agent.sandbox import ComputeLimits, compute, verify_answer
 from rader.agent.state import AgentConfig, AgentState
 from rader.agent.store import TrajectoryStore
 

@@ -26,9 +26,9 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from langgraph.graph import END, START, StateGraph
 
 from rader.agent import prompts
-from rader.agent.compute import compute, verify_answer
-from rader.agent.protocol import parse_query, parse_reason, parse_verdict
+from rader.agent.protocol import ReasonReply, parse_query, parse_reason, parse_verdict
 from rader.agent.records import Judgment, Step
+from rader.agent.sandbox import compute, verify_answer
 from rader.agent.state import AgentConfig, AgentState
 from rader.retriever import Hit, Query
 
@@ -178,11 +178,11 @@ def build_graph(llm: BaseChatModel, retriever: Any = None, settings: AgentConfig
         try:
             reply, tokens, _ = _chat(llm, prompts.REASON_SYSTEM, user, max_tokens=config.step_tokens,
                                      stop=["\nStep", "\nProblem:", "\nQuery:"])
+            parsed = parse_reason(reply)
+            events += parsed.events
         except LLMFailure as err:
             events.append(f"reasoning failed: {err}")
-            reply, tokens = "", 0
-        parsed = parse_reason(reply)
-        events += parsed.events
+            parsed, tokens = ReasonReply(""), 0
         total_tokens = state.get("tokens", 0) + tokens
         if not parsed.step and parsed.answer is None:
             reasks = state.get("reasks", 0) + 1

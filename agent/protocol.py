@@ -42,10 +42,10 @@ class ReasonReply:
 
 
 def parse_reason(text: str) -> ReasonReply:
-    text = text.strip()
+    text = "".join(ch for ch in text if ch.isprintable() or ch in "\n\t").strip()
     events: list[str] = []
-    if not text:
-        return ReasonReply("", events=["empty reply"])
+    if not any(ch.isalnum() for ch in text):
+        return ReasonReply("", events=["empty or unreadable reply"])
     answer = last_boxed(text)
     if "\\boxed" in text and answer is None:
         events.append("malformed \\boxed{}: unbalanced braces")

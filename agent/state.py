@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypedDict
 
-from rader.agent.compute import ComputeLimits
+from rader.agent.sandbox import ComputeLimits
 
 RetrievalSchedule = Literal["every_step", "first_k", "model", "never"]
 

@@ -1,4 +1,4 @@
-"""The sympy worker behind `rader.agent.compute`: one JSON request per line on stdin.
+"""The sympy worker behind `rader.agent.sandbox`: one JSON request per line on stdin.
 
 For each request it forks a child that sets ``RLIMIT_CPU`` and ``RLIMIT_AS``, parses the
 expression without ``eval`` on raw text, evaluates or solves it, and writes the result to a
@@ -72,10 +72,20 @@ def verify_answer(gold: str, answer: str) -> str:
     return "true" if verify(parsed(gold), parsed(answer), timeout_seconds=None) else "false"
 
 
+def _address_space() -> int:
+    """Bytes of virtual memory this process maps now (Linux /proc)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
 def _child(request: dict, out_fd: int) -> None:
     cpu_seconds, memory_mb = int(request["cpu_seconds"]), int(request["memory_mb"])
     resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 1))
-    limit = memory_mb * 1024 * 1024
+    # the limit is on growth: the worker's imports alone map ~1 GB of address space
+    limit = _address_space() + memory_mb * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     try:
         if request.get("op") == "verify":

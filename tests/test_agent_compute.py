@@ -1,0 +1,73 @@
+"""The sympy sandbox: results, limits, hostile input, a crashing worker."""
+
+from __future__ import annotations
+
+import pytest
+
+from rader.agent import sandbox
+from rader.agent.sandbox import ComputeLimits, compute, verify_answer
+
+
+@pytest.mark.parametrize(
+    ("expression", "output"),
+    [
+        ("x^2 - 5x + 6 = 0", "x = 2, 3"),
+        (r"\frac{1}{2} + \frac{1}{3}", "5/6"),
+        (r"$\sqrt{16} + \binom{5}{2}$", "14"),
+        ("binomial(10, 3) + gcd(12, 18)", "126"),
+        ("sin(pi/6)", "1/2"),
+        ("2x + 3 = 11", "x = 4"),
+    ],
+)
+def test_computes_and_solves(expression, output):
+    call = compute(expression)
+    assert (call.status, call.output) == ("ok", output)
+    assert call.tool == "sympy" and call.elapsed_s > 0
+
+
+@pytest.mark.parametrize("expression", ["9**9**9**9", "factorial(10**9)", "2**(10**10) % 7"])
+def test_runaway_work_ends_as_a_recorded_timeout(expression):
+    limits = ComputeLimits(wall_seconds=4.0, cpu_seconds=2)
+    call = compute(expression, limits=limits)
+    assert call.status == "timeout", call
+    assert call.elapsed_s < 10
+    assert compute("1+1").output == "2"  # the sandbox still works afterwards
+
+
+@pytest.mark.parametrize(
+    ("expression", "reason"),
+    [
+        ("__import__('os').system('echo pwned')", "not mathematics"),
+        ("x.__class__.__mro__", "not mathematics"),
+        ("lambda: 1", "not mathematics"),
+        ("(" * 100 + "1" + ")" * 100, "nesting deeper"),
+        ("1+" * 400 + "1", "longer than"),
+        ("   ", "empty expression"),
+    ],
+)
+def test_hostile_input_is_refused_before_parsing(expression, reason):
+    call = compute(expression)
+    assert call.status == "error" and reason in call.output
+
+
+def test_garbage_is_an_error_not_a_crash():
+    for junk in ("garbage $$ ^^", r"\frac{1}{", "1/0 = ="):
+        assert compute(junk).status in ("error", "ok")
+
+
+def test_a_killed_worker_is_replaced():
+    assert compute("2+2").output == "4"
+    sandbox._SANDBOX._process.kill()  # a crash of the sympy process, injected
+    sandbox._SANDBOX._process.wait()
+    call = compute("3+3")
+    assert call.status in ("ok", "error")
+    assert compute("3+3").output == "6"
+
+
+@pytest.mark.parametrize(
+    ("answer", "gold", "expected"),
+    [(r"\frac{1}{2}", "0.5", True), ("5", "6", False), (r"x=3", "3", True),
+     (r"\{2, 3\}", "2,3", True), ("", "1", None)],
+)
+def test_verify_answer_with_math_verify(answer, gold, expected):
+    assert verify_answer(answer, gold) is expected

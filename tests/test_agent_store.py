@@ -1,0 +1,127 @@
+"""The trajectory store: round trips, filters, exports, human judgments, schema, SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+
+from rader.agent import Judgment, Problem, Step, Trajectory, TrajectoryStore
+from rader.retriever import Hit, Query, RaderError
+
+
+def sample(problem_id: str = "p1", status: str = "done", verified: bool | None = True,
+           model: str = "m") -> Trajectory:
+    trajectory = Trajectory.start(Problem(problem_id, "What is 2+3?", answer="5"), model=model,
+                                  retriever="bm25")
+    trajectory.steps.append(Step(
+        1, "2+3=5", queries=[Query("addition", "llm_query")], hits=[Hit("t1", 1.0, 1, "bm25")],
+        judgments=[Judgment("t1", True, "adds numbers", 0.9)]))
+    trajectory.status, trajectory.verified, trajectory.final_answer = status, verified, "5"
+    return trajectory
+
+
+def test_round_trip_and_filters(tmp_path):
+    store = TrajectoryStore(tmp_path / "t.db")
+    done, wrong = sample("a"), sample("b", verified=False, model="other")
+    store.save(done)
+    store.save(wrong)
+    assert store.get(done.id).to_dict() == done.to_dict()
+    assert store.get(done.id[:8]).id == done.id  # unique prefix
+    assert [r["id"] for r in store.list(verified=True)] == [done.id]
+    assert [r["id"] for r in store.list(model="other")] == [wrong.id]
+    assert store.list(since="2999-01-01") == []
+    with pytest.raises(RaderError, match="no trajectory"):
+        store.get("nope")
+
+
+def test_exports(tmp_path):
+    store = TrajectoryStore(tmp_path / "t.db")
+    for i in range(3):
+        store.save(sample(f"p{i}"))
+    assert store.export(tmp_path / "out.jsonl") == 3
+    rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert {r["problem"]["id"] for r in rows} == {"p0", "p1", "p2"}
+    assert store.export(tmp_path / "out.parquet", fmt="parquet") == 3
+    table = pd.read_parquet(tmp_path / "out.parquet")
+    assert len(table) == 3 and json.loads(table["data"][0])["steps"][0]["thought"] == "2+3=5"
+    with pytest.raises(RaderError, match="jsonl or parquet"):
+        store.export(tmp_path / "x.csv", fmt="csv")
+
+
+def test_human_judgments_attach_to_the_step(tmp_path):
+    store = TrajectoryStore(tmp_path / "t.db")
+    trajectory = sample()
+    store.save(trajectory)
+    store.add_human_judgment(trajectory.id, 1, Judgment("t1", False, "not what was needed", judge="human"))
+    judgments = store.get(trajectory.id).steps[0].judgments
+    assert [(j.judge, j.relevant) for j in judgments] == [("model", True), ("human", False)]
+    with pytest.raises(RaderError, match="no step 7"):
+        store.add_human_judgment(trajectory.id, 7, Judgment("t1", True))
+
+
+def test_running_rows_become_interrupted_on_open(tmp_path):
+    store = TrajectoryStore(tmp_path / "t.db")
+    trajectory = sample(status="running")
+    store.save(trajectory)
+    store.close()
+    again = TrajectoryStore(tmp_path / "t.db")
+    assert again.interrupted_on_open == 1
+    assert again.get(trajectory.id).status == "interrupted"
+    assert len(again.get(trajectory.id).steps) == 1
+
+
+def test_newer_schema_and_foreign_files_are_refused(tmp_path):
+    path = tmp_path / "t.db"
+    TrajectoryStore(path).close()
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE meta SET value='99' WHERE key='schema_version'")
+    with pytest.raises(RaderError, match="schema version 99, newer"):
+        TrajectoryStore(path)
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(RaderError, match="not a rader trajectory store"):
+        TrajectoryStore(junk)
+
+
+KILL_SCRIPT = """
+import sys
+from rader.agent import AgentConfig, LLMConfig, Problem, TrajectoryStore, build_graph, chat_model
+from rader.agent.runner import run_problem
+llm = chat_model(LLMConfig(model=sys.argv[1], max_tokens=48, context=2048), home=sys.argv[2])
+graph = build_graph(llm=llm, retriever=None, settings=AgentConfig(max_steps=40, step_tokens=48))
+store = TrajectoryStore(sys.argv[2] + "/trajectories.db")
+run_problem(graph, Problem("kill", "Count slowly from one to one hundred, one number per step."),
+            store=store, model="smollm2", retriever="none")
+"""
+
+
+def test_sigkill_keeps_finished_steps_and_a_sound_database(tmp_path, smollm_path):
+    process = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(smollm_path), str(tmp_path)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    db_path = tmp_path / "trajectories.db"
+    deadline = time.time() + 240
+    steps = 0
+    while time.time() < deadline and steps < 2:
+        time.sleep(0.5)
+        if db_path.exists():
+            with sqlite3.connect(db_path) as db:
+                row = db.execute("SELECT steps FROM trajectories").fetchone()
+                steps = row[0] if row else 0
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert steps >= 2, "the run never wrote two steps"
+    with sqlite3.connect(db_path) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    store = TrajectoryStore(db_path)
+    assert store.interrupted_on_open == 1
+    trajectory = store.get(store.list()[0]["id"])
+    assert trajectory.status == "interrupted" and len(trajectory.steps) >= 2
+    assert all(step.thought for step in trajectory.steps)

@@ -1,0 +1,69 @@
+"""LLM runtimes: the catalog, llama.cpp in-process, and a real OpenAI-compatible server."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from conftest import MODEL_CACHE
+from langchain_core.messages import HumanMessage
+
+from rader.agent.llm import LLMConfig, chat_model, llamacpp_server
+from rader.agent.models import CATALOG, fetch, resolve_model
+from rader.retriever import RaderError
+
+
+def test_catalog_fetch_is_checked_and_cached(smollm_path):
+    entry = CATALOG["smollm2-135m"]
+    assert smollm_path.stat().st_size == entry.size
+    digest = hashlib.sha256(smollm_path.read_bytes()).hexdigest()
+    assert digest == entry.sha256
+    assert fetch("smollm2-135m", MODEL_CACHE) == smollm_path  # cached: no second download
+    assert resolve_model("smollm2-135m", MODEL_CACHE) == smollm_path
+    assert resolve_model(str(smollm_path), "/nonexistent") == smollm_path
+
+
+def test_model_errors_are_clear(tmp_path):
+    with pytest.raises(RaderError, match=r"unknown model 'gpt-9'.*catalog"):
+        resolve_model("gpt-9", tmp_path)
+    with pytest.raises(RaderError, match="model file not found"):
+        resolve_model(str(tmp_path / "absent.gguf"), tmp_path)
+    with pytest.raises(RaderError, match="not fetched"):
+        resolve_model("qwen2.5-coder-0.5b", tmp_path, fetch_missing=False)
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"GGUF but not really" * 100)
+    with pytest.raises(RaderError, match=r"llama\.cpp could not load"):
+        chat_model(LLMConfig(model=str(bad)), home=tmp_path)
+    with pytest.raises(RaderError, match="needs a server URL"):
+        chat_model(LLMConfig(backend="openai"), home=tmp_path)
+
+
+def test_llamacpp_chat_model_counts_tokens_and_stops(smol_llm):
+    reply = smol_llm.invoke([HumanMessage("List the numbers 1, 2, 3, 4, 5, one per line.")],
+                            max_tokens=40, stop=["3"])
+    assert "3" not in reply.content
+    usage = reply.usage_metadata
+    assert usage["input_tokens"] > 0 and 0 < usage["output_tokens"] <= 40
+
+
+def test_streaming_tokens(smol_llm):
+    chunks = list(smol_llm.stream([HumanMessage("Say hello to the world.")], max_tokens=12))
+    assert len(chunks) > 2
+    assert "".join(c.content for c in chunks).strip()
+
+
+def test_seed_makes_sampling_repeatable(smollm_path):
+    llm = chat_model(LLMConfig(model=str(smollm_path), temperature=0.9, seed=7, max_tokens=16,
+                               context=2048), home=MODEL_CACHE)
+    prompt = [HumanMessage("Write a random word.")]
+    assert llm.invoke(prompt).content == llm.invoke(prompt).content
+
+
+def test_openai_compatible_backend_against_a_real_local_server(smollm_path):
+    """xllamacpp's own HTTP server on 127.0.0.1, reached as any OpenAI-compatible server."""
+    server = llamacpp_server(smollm_path, context=2048)
+    assert server.base_url.startswith("http://127.0.0.1:")
+    llm = chat_model(LLMConfig(backend="openai", base_url=server.base_url, model="smollm2",
+                               max_tokens=8), home=MODEL_CACHE)
+    reply = llm.invoke([HumanMessage("What is 2+2?")])
+    assert reply.content and reply.usage_metadata["output_tokens"] <= 8
