@@ -33,6 +33,7 @@ from rader.agent.state import AgentConfig, AgentState
 from rader.retriever import Hit, Query
 
 Node = Literal["reason", "retrieve", "judge", "compute", "finish"]
+JUDGE_THEOREM_CHARS = 800  # long corpus entries are cut: the judge needs the gist, prefill is slow
 
 
 class LLMFailure(Exception):
@@ -64,6 +65,18 @@ def _verdict_score(message: AIMessage) -> float | None:
             total = probs["yes"] + probs["no"]
             return round(probs["yes"] / total, 4) if total > 0 else None
     return None
+
+
+def judge_theorem(llm: BaseChatModel, problem: str, steps: list[str], theorem) -> tuple[Judgment, int, str]:
+    """The self-reflective relevance check of one theorem: (judgment, tokens, protocol event)."""
+    quoted = prompts.quote_theorem(theorem.id, theorem.title, theorem.text[:JUDGE_THEOREM_CHARS])
+    reply, tokens, message = _chat(llm, prompts.JUDGE_SYSTEM, prompts.judge_prompt(problem, steps, quoted),
+                                   max_tokens=64, logprobs=True, top_logprobs=5)
+    relevant, rationale = parse_verdict(reply)
+    event = "" if relevant is not None else \
+        f"no 'Relevant: yes/no' verdict for {theorem.id}: counted as not relevant"
+    score = _verdict_score(message) if relevant is not None else None
+    return Judgment(theorem.id, bool(relevant), rationale, score), tokens, event
 
 
 def _thoughts(state: AgentState) -> list[str]:
@@ -139,20 +152,14 @@ def build_graph(llm: BaseChatModel, retriever: Any = None, settings: AgentConfig
         started, tokens, judgments, events = time.perf_counter(), 0, [], list(pending["events"])
         for hit in pending["hits"]:
             theorem = retriever.theorem(hit["theorem_id"])
-            quoted = prompts.quote_theorem(theorem.id, theorem.title, theorem.text)
             try:
-                reply, used, message = _chat(
-                    llm, prompts.JUDGE_SYSTEM, prompts.judge_prompt(problem, steps, quoted),
-                    max_tokens=64, logprobs=True, top_logprobs=5)
+                judgment, used, event = judge_theorem(llm, problem, steps, theorem)
             except LLMFailure as err:
                 events.append(f"judging {theorem.id} failed: {err}")
                 continue
             tokens += used
-            relevant, rationale = parse_verdict(reply)
-            if relevant is None:
-                events.append(f"no 'Relevant: yes/no' verdict for {theorem.id}: counted as not relevant")
-            score = _verdict_score(message) if relevant is not None else None
-            judgments.append(Judgment(theorem.id, bool(relevant), rationale, score).to_dict())
+            events += [event] if event else []
+            judgments.append(judgment.to_dict())
         pending.update(judgments=judgments, events=events, tokens=pending["tokens"] + tokens,
                        elapsed_s=pending["elapsed_s"] + time.perf_counter() - started)
         return {"pending": pending, "tokens": state.get("tokens", 0) + tokens}

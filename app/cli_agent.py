@@ -16,6 +16,7 @@ from rader.retriever import RaderError
 console = Console()
 models_app = typer.Typer(help="The LLM catalog: list models, fetch weights.", no_args_is_help=True)
 trajectories_app = typer.Typer(help="Stored agent runs: list, show, export.", no_args_is_help=True)
+bench_app = typer.Typer(help="Measure the relevance judge and the agent.", no_args_is_help=True)
 
 
 def _download_progress():
@@ -29,6 +30,7 @@ def _download_progress():
 def register(app: typer.Typer, settings_for) -> None:
     app.add_typer(models_app, name="models")
     app.add_typer(trajectories_app, name="trajectories")
+    app.add_typer(bench_app, name="bench")
 
     @app.command()
     def solve(
@@ -138,6 +140,83 @@ def register(app: typer.Typer, settings_for) -> None:
         count = store_from_settings(settings_for(ctx)).export(
             out, fmt=fmt, status=status, model=model, verified=verified, since=since)
         console.print(f"wrote {count} trajectories to {out}")
+
+
+    @bench_app.command("judge")
+    def bench_judge_command(
+        ctx: typer.Context,
+        questions: Annotated[Path, typer.Option(help="TheoremQA-style questions JSON Lines (id, text)")],
+        qrels: Annotated[Path, typer.Option(help="qrels: question id -> gold theorem id")],
+        corpus: Annotated[Path, typer.Option(help="theorem corpus JSON Lines")],
+        limit: Annotated[int, typer.Option(help="questions to use (two judgments each)")] = 50,
+        model: Annotated[str | None, typer.Option(help="catalog name or .gguf path")] = None,
+        out: Annotated[Path | None, typer.Option(help="write the report and every judgment as JSON")] = None,
+    ) -> None:
+        """Score the self-reflective judge: gold theorem vs BM25's best wrong theorem per question."""
+        from rader.agent.bench import bench_judge, judge_pairs, report_dict
+        from rader.agent.llm import chat_model
+        from rader.agent.models import resolve_model
+        from rader.retriever import load_qrels, open_retriever, read_corpus
+
+        settings = settings_for(ctx, llm={"model": model} if model else None)
+        docs, _ = read_corpus(corpus)
+        gold = {q: next(iter(d)) for q, d in load_qrels(qrels).items()}
+        lines = questions.read_text(encoding="utf-8").splitlines()
+        rows = [json.loads(line) for line in lines if line.strip()]
+        bm25 = open_retriever("bm25", docs, home=settings.home, show_progress=False)
+        pairs = judge_pairs(rows[:limit], gold, docs, bm25)
+        progress, on_bytes = _download_progress()
+        with progress:
+            resolve_model(settings.llm.model, settings.home, progress=on_bytes)
+        llm = chat_model(settings.llm.config(), home=settings.home)
+        with Progress(console=console) as bar:
+            task = bar.add_task("judging", total=len(pairs))
+            report, judgments = bench_judge(llm, pairs, docs,
+                                            progress=lambda n: bar.update(task, completed=n))
+        table = Table(title=f"relevance judge: {settings.llm.model}, {report.pairs} judgments")
+        for key, value in report_dict(report).items():
+            table.add_row(key, str(value))
+        console.print(table)
+        if out:
+            out.write_text(json.dumps({"report": report_dict(report), "model": settings.llm.model,
+                                       "judgments": judgments}, indent=2))
+
+    @bench_app.command("agent")
+    def bench_agent_command(
+        ctx: typer.Context,
+        problems: Annotated[Path, typer.Option(help="MATH-style JSON Lines with gold answers")],
+        limit: Annotated[int, typer.Option(help="first N problems")] = 10,
+        retriever: Annotated[str, typer.Option(help="retriever to compare against no retrieval")] = "hybrid",
+        model: Annotated[str | None, typer.Option(help="catalog name or .gguf path")] = None,
+        out: Annotated[Path | None, typer.Option(help="write the results as JSON")] = None,
+    ) -> None:
+        """Accuracy (math-verify), steps, retrievals, relevance rate, time and tokens: with vs without."""
+        from rader.agent.bench import bench_agent, load_problems
+        from rader.app.wiring import agent_from_settings, store_from_settings
+
+        settings = settings_for(ctx, llm={"model": model} if model else None)
+        items = load_problems(problems, limit)
+        store = store_from_settings(settings)
+        results = []
+        for kind in dict.fromkeys([retriever, "none"]):
+            progress, on_bytes = _download_progress()
+            with progress:
+                graph, model_name, _ = agent_from_settings(settings, retriever=kind, progress=on_bytes)
+            with Progress(console=console) as bar:
+                task = bar.add_task(f"retriever {kind}", total=len(items))
+                results.append(bench_agent(graph, items, store=store, model=model_name, retriever=kind,
+                                           progress=lambda n, t=task: bar.update(t, completed=n)))
+        table = Table(title=f"agent on {len(items)} problems of {problems.name}, model {settings.llm.model}")
+        columns = ("retriever", "accuracy", "mean_steps", "mean_retrievals", "judged_relevant_rate",
+                   "seconds_per_problem", "tokens_per_problem", "outside_llm_share")
+        for column in columns:
+            table.add_column(column)
+        for result in results:
+            table.add_row(*(f"{result[c]:.3f}" if isinstance(result[c], float) else str(result[c])
+                            for c in columns))
+        console.print(table)
+        if out:
+            out.write_text(json.dumps(results, indent=2))
 
 
 def _title_lookup(graph, settings, kind: str):

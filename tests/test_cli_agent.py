@@ -1,0 +1,44 @@
+"""`rader solve`, `rader models` and `rader trajectories` through the real entry point."""
+
+from __future__ import annotations
+
+import json
+
+from test_cli import rader
+
+
+def test_solve_json_then_list_show_export(capsys, home, smollm_path, tmp_path):
+    code, out, err = rader(capsys, "solve", "What is 2 + 3?", "--model", str(smollm_path), "-r", "bm25",
+                           "--max-steps", "1", "--answer", "5", "--json")
+    assert code == 0, err
+    trajectory = json.loads(out)
+    assert trajectory["problem"]["answer"] == "5" and trajectory["retriever"] == "bm25"
+    assert trajectory["status"] in ("done", "budget_exhausted") and len(trajectory["steps"]) == 1
+    assert trajectory["steps"][0]["queries"]
+    code, out, _ = rader(capsys, "trajectories", "list")
+    assert code == 0 and trajectory["id"][:12] in out
+    code, out, _ = rader(capsys, "trajectories", "show", trajectory["id"][:10])
+    assert code == 0 and json.loads(out)["id"] == trajectory["id"]
+    target = tmp_path / "all.jsonl"
+    code, out, _ = rader(capsys, "trajectories", "export", str(target), "--format", "jsonl")
+    assert code == 0 and json.loads(target.read_text().splitlines()[0])["id"] == trajectory["id"]
+
+
+def test_solve_renders_the_run_live(capsys, home, smollm_path):
+    code, out, _ = rader(capsys, "solve", "Find x if 2x = 10", "--model", str(smollm_path),
+                         "-r", "bm25", "--max-steps", "1")
+    assert code == 0
+    assert "step 1: retrieval" in out and "query [" in out and "answer" in out
+
+
+def test_solve_and_models_errors(capsys, home):
+    code, _, err = rader(capsys, "solve", "  ")
+    assert code == 2 and "problem is empty" in err
+    code, _, err = rader(capsys, "solve", "2+2?", "--model", "gpt-9", "-r", "none")
+    assert code == 2 and "unknown model 'gpt-9'" in err and "Traceback" not in err
+    code, _, err = rader(capsys, "models", "fetch", "gpt-9")
+    assert code == 2 and "catalog has" in err
+    code, out, _ = rader(capsys, "models", "list")
+    assert code == 0 and "qwen2.5-coder-1.5b (default)" in out and "smollm2-135m" in out
+    code, _, err = rader(capsys, "trajectories", "show", "nope")
+    assert code == 2 and "no trajectory" in err
