@@ -45,17 +45,17 @@ def balanced_accuracy(labels: list[bool], predictions: list[bool]) -> tuple[floa
     return tpr, tnr, (tpr + tnr) / 2
 
 
-def judge_pairs(problems: list[dict[str, Any]], gold: dict[str, str], corpus: Corpus,
+def judge_pairs(problems: list[Problem], gold: dict[str, str], corpus: Corpus,
                 bm25) -> list[tuple[str, str, bool]]:
     """(question, theorem id, is relevant): the gold theorem and BM25's best wrong one."""
     pairs = []
     for problem in problems:
-        gold_id = gold.get(problem["id"])
+        gold_id = gold.get(problem.id)
         if gold_id is None or gold_id not in corpus:
             continue
-        wrong = next(h.theorem_id for h in bm25.search(Query(problem["text"]), k=10)
+        wrong = next(h.theorem_id for h in bm25.search(Query(problem.text), k=10)
                      if h.theorem_id != gold_id)
-        pairs += [(problem["text"], gold_id, True), (problem["text"], wrong, False)]
+        pairs += [(problem.text, gold_id, True), (problem.text, wrong, False)]
     return pairs
 
 

@@ -153,7 +153,7 @@ def register(app: typer.Typer, settings_for) -> None:
         out: Annotated[Path | None, typer.Option(help="write the report and every judgment as JSON")] = None,
     ) -> None:
         """Score the self-reflective judge: gold theorem vs BM25's best wrong theorem per question."""
-        from rader.agent.bench import bench_judge, judge_pairs, report_dict
+        from rader.agent.bench import bench_judge, judge_pairs, load_problems, report_dict
         from rader.agent.llm import chat_model
         from rader.agent.models import resolve_model
         from rader.retriever import load_qrels, open_retriever, read_corpus
@@ -161,10 +161,8 @@ def register(app: typer.Typer, settings_for) -> None:
         settings = settings_for(ctx, llm={"model": model} if model else None)
         docs, _ = read_corpus(corpus)
         gold = {q: next(iter(d)) for q, d in load_qrels(qrels).items()}
-        lines = questions.read_text(encoding="utf-8").splitlines()
-        rows = [json.loads(line) for line in lines if line.strip()]
         bm25 = open_retriever("bm25", docs, home=settings.home, show_progress=False)
-        pairs = judge_pairs(rows[:limit], gold, docs, bm25)
+        pairs = judge_pairs(load_problems(questions, limit), gold, docs, bm25)
         progress, on_bytes = _download_progress()
         with progress:
             resolve_model(settings.llm.model, settings.home, progress=on_bytes)
