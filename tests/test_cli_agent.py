@@ -42,3 +42,28 @@ def test_solve_and_models_errors(capsys, home):
     assert code == 0 and "qwen2.5-coder-1.5b (default)" in out and "smollm2-135m" in out
     code, _, err = rader(capsys, "trajectories", "show", "nope")
     assert code == 2 and "no trajectory" in err
+
+
+def test_bench_judge_and_agent_small(capsys, home, smollm_path, shared_data, tmp_path, monkeypatch):
+    monkeypatch.setenv("RADER_AGENT__MAX_STEPS", "2")
+    report = tmp_path / "judge.json"
+    code, out, err = rader(capsys, "bench", "judge",
+                           "--questions", str(shared_data / "problems" / "theoremqa_dev.jsonl"),
+                           "--qrels", str(shared_data / "qrels" / "theoremqa_dev.qrels.tsv"),
+                           "--corpus", str(shared_data / "theorems" / "theoremqa_theorems.jsonl"),
+                           "--limit", "2", "--model", str(smollm_path), "--out", str(report))
+    assert code == 0, err
+    result = json.loads(report.read_text())
+    assert result["report"]["pairs"] == 4 and 0 <= result["report"]["balanced_accuracy"] <= 1
+    assert [j["label"] for j in result["judgments"]] == [True, False, True, False]
+    runs = tmp_path / "agent.json"
+    code, out, err = rader(capsys, "--no-progress", "bench", "agent",
+                           "--problems", str(shared_data / "problems" / "math_train.jsonl"),
+                           "--limit", "1", "--retriever", "bm25", "--model", str(smollm_path),
+                           "--out", str(runs))
+    assert code == 0, err
+    rows = json.loads(runs.read_text())
+    assert [r["retriever"] for r in rows] == ["bm25", "none"]
+    assert all(r["problems"] == 1 and 0 <= r["outside_llm_share"] <= 1 for r in rows)
+    assert rows[0]["mean_retrievals"] >= 1 and rows[1]["mean_retrievals"] == 0
+    assert "accuracy" in out
