@@ -19,22 +19,24 @@ from typing import Any
 
 from langchain_core.callbacks import BaseCallbackHandler
 
-from rader.agent.graph import judge_theorem
+from rader.agent.graph import judge_hits
 from rader.agent.records import Problem
 from rader.agent.runner import run_problem
+from rader.agent.state import AgentConfig
 from rader.retriever import Corpus, Query, RaderError
 
 
 @dataclass(frozen=True, slots=True)
 class JudgeReport:
-    pairs: int
+    pairs: int  # judgments (two per question)
+    threshold: float
+    top_threshold: float
     tpr: float
     tnr: float
     balanced_accuracy: float
     seconds_per_judgment: float
-    unparsed: int
-    best_threshold: float | None
-    best_threshold_balanced_accuracy: float | None
+    pair_win_rate: float  # how often the gold theorem scores above the wrong one
+    calibrated: dict[str, float | None]  # thresholds fit on the first half, scored on the second
 
 
 def balanced_accuracy(labels: list[bool], predictions: list[bool]) -> tuple[float, float, float]:
@@ -59,30 +61,48 @@ def judge_pairs(problems: list[Problem], gold: dict[str, str], corpus: Corpus,
     return pairs
 
 
-def bench_judge(llm, pairs: list[tuple[str, str, bool]], corpus: Corpus,
+def _decide(scores: list[tuple[float, float]], high: float, top: float) -> list[bool]:
+    """Verdicts for (gold score, wrong score) pairs under the judge's joint rule."""
+    out = []
+    for gold, wrong in scores:
+        best_is_gold = gold >= wrong
+        out += [gold >= high or (best_is_gold and gold >= top),
+                wrong >= high or (not best_is_gold and wrong >= top)]
+    return out
+
+
+def _accuracy(scores: list[tuple[float, float]], high: float, top: float) -> float:
+    labels = [True, False] * len(scores)
+    return balanced_accuracy(labels, _decide(scores, high, top))[2]
+
+
+def bench_judge(llm, pairs: list[tuple[str, str, bool]], corpus: Corpus, config: AgentConfig,
                 progress: Callable[[int], None] | None = None) -> tuple[JudgeReport, list[dict]]:
-    labels, predictions, scores, rows, unparsed = [], [], [], [], 0
+    """Judge each question's (gold, wrong) theorems together, as the graph judges a step's hits."""
+    rows, scores = [], []
     started = time.perf_counter()
-    for i, (question, theorem_id, label) in enumerate(pairs):
-        judgment, _, event = judge_theorem(llm, question, [], corpus.get(theorem_id))
-        unparsed += bool(event)
-        labels.append(label)
-        predictions.append(judgment.relevant)
-        scores.append(judgment.score)
-        rows.append({"theorem_id": theorem_id, "label": label, **judgment.to_dict()})
+    for i in range(0, len(pairs), 2):
+        (question, gold_id, _), (_, wrong_id, _) = pairs[i], pairs[i + 1]
+        judgments, _, _ = judge_hits(llm, question, [], [corpus.get(gold_id), corpus.get(wrong_id)], config)
+        scores.append((judgments[0].score, judgments[1].score))
+        rows += [{"label": label, **j.to_dict()} for label, j in zip((True, False), judgments, strict=True)]
         if progress:
-            progress(i + 1)
+            progress(i + 2)
     seconds = (time.perf_counter() - started) / max(1, len(pairs))
-    tpr, tnr, accuracy = balanced_accuracy(labels, predictions)
-    best = (None, None)
-    scored = [(s, label) for s, label in zip(scores, labels, strict=True) if s is not None]
-    if scored:
-        candidates = sorted({s for s, _ in scored})
-        best = max(((t, balanced_accuracy([label for _, label in scored],
-                                          [s >= t for s, _ in scored])[2]) for t in candidates),
-                   key=lambda item: item[1])
-    report = JudgeReport(len(pairs), round(tpr, 3), round(tnr, 3), round(accuracy, 3), round(seconds, 2),
-                         unparsed, best[0], None if best[1] is None else round(best[1], 3))
+    labels = [r["label"] for r in rows]
+    tpr, tnr, accuracy = balanced_accuracy(labels, [r["relevant"] for r in rows])
+    grid = [round(0.05 * i, 2) for i in range(1, 20)]
+    half = len(scores) // 2
+    calibrated: dict[str, float | None] = dict.fromkeys(
+        ("threshold", "top_threshold", "heldout_balanced_accuracy"))
+    if half:
+        high, top = max(((h, t) for h in grid for t in grid if t <= h),
+                        key=lambda ht: _accuracy(scores[:half], *ht))
+        calibrated = {"threshold": high, "top_threshold": top,
+                      "heldout_balanced_accuracy": round(_accuracy(scores[half:], high, top), 3)}
+    win = sum(g > w for g, w in scores) / max(1, len(scores))
+    report = JudgeReport(len(rows), config.judge_threshold, config.judge_top_threshold, round(tpr, 3),
+                         round(tnr, 3), round(accuracy, 3), round(seconds, 2), round(win, 3), calibrated)
     return report, rows
 
 

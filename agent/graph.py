@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any, Literal
 
@@ -33,7 +34,7 @@ from rader.agent.state import AgentConfig, AgentState
 from rader.retriever import Hit, Query
 
 Node = Literal["reason", "retrieve", "judge", "compute", "finish"]
-JUDGE_THEOREM_CHARS = 800  # long corpus entries are cut: the judge needs the gist, prefill is slow
+RATIONALE_THEOREM_CHARS = 300  # long corpus entries are cut for the rationale: prefill is slow
 
 
 class LLMFailure(Exception):
@@ -50,33 +51,57 @@ def _chat(llm: BaseChatModel, system: str, user: str, **kwargs: Any) -> tuple[st
     return text, int(usage.get("total_tokens", 0)), message
 
 
-def _verdict_score(message: AIMessage) -> float | None:
-    """P(yes) / (P(yes) + P(no)) at the verdict token, from the reply's log-probabilities."""
-    import math
-
-    content = (message.response_metadata or {}).get("logprobs") or {}
-    for token in reversed(content.get("content") or []):
-        if token.get("token", "").strip().lower() in ("yes", "no"):
-            probs = {"yes": 0.0, "no": 0.0}
-            for alt in token.get("top_logprobs") or [token]:
-                word = alt.get("token", "").strip().lower()
-                if word in probs:
-                    probs[word] += math.exp(alt["logprob"])
-            total = probs["yes"] + probs["no"]
-            return round(probs["yes"] / total, 4) if total > 0 else None
-    return None
+def _yes_probability(message: AIMessage) -> float | None:
+    """P(yes) / (P(yes) + P(no)) at the first token of a one-word verdict."""
+    content = ((message.response_metadata or {}).get("logprobs") or {}).get("content") or []
+    if not content:
+        return None
+    probs = {"yes": 0.0, "no": 0.0}
+    for alt in content[0].get("top_logprobs") or [content[0]]:
+        word = alt.get("token", "").strip().lower()
+        if word in probs:
+            probs[word] += math.exp(alt["logprob"])
+    total = probs["yes"] + probs["no"]
+    return probs["yes"] / total if total > 0 else None
 
 
-def judge_theorem(llm: BaseChatModel, problem: str, steps: list[str], theorem) -> tuple[Judgment, int, str]:
-    """The self-reflective relevance check of one theorem: (judgment, tokens, protocol event)."""
-    quoted = prompts.quote_theorem(theorem.id, theorem.title, theorem.text[:JUDGE_THEOREM_CHARS])
-    reply, tokens, message = _chat(llm, prompts.JUDGE_SYSTEM, prompts.judge_prompt(problem, steps, quoted),
-                                   max_tokens=64, logprobs=True, top_logprobs=5)
-    relevant, rationale = parse_verdict(reply)
-    event = "" if relevant is not None else \
-        f"no 'Relevant: yes/no' verdict for {theorem.id}: counted as not relevant"
-    score = _verdict_score(message) if relevant is not None else None
-    return Judgment(theorem.id, bool(relevant), rationale, score), tokens, event
+def judge_hits(llm: BaseChatModel, problem: str, steps: list[str], theorems: list,
+               config: AgentConfig) -> tuple[list[Judgment], int, list[str]]:
+    """The self-reflective relevance check of one step's theorems, decided together.
+
+    Each theorem gets a one-word verdict whose score is P(yes) from the log-probabilities
+    (one generated token: cheap). A theorem is relevant when its score reaches
+    ``judge_threshold``, or when it is the step's best-scored theorem and reaches
+    ``judge_top_threshold``: on the TheoremQA dev labels the model ranks the gold theorem
+    above a wrong one far more reliably than it scores either in isolation
+    (benchmarks/RESULTS.md). Relevant theorems then get a one-line rationale.
+    """
+    scores, tokens, events = [], 0, []
+    for theorem in theorems:
+        quoted = prompts.quote_theorem(theorem.id, theorem.title, theorem.text[: config.judge_chars])
+        reply, used, message = _chat(llm, prompts.JUDGE_SYSTEM, prompts.judge_prompt(problem, steps, quoted),
+                                     max_tokens=1, logprobs=True, top_logprobs=10)
+        tokens += used
+        score = _yes_probability(message)
+        if score is None:  # a server without log-probabilities: fall back on the word itself
+            verdict, _ = parse_verdict("Relevant: " + reply)
+            if verdict is None:
+                events.append(f"no yes/no verdict for {theorem.id}: counted as not relevant")
+            score = 1.0 if verdict else 0.0
+        scores.append(score)
+    best = max(range(len(scores)), key=scores.__getitem__, default=None)
+    judgments = []
+    for i, (theorem, score) in enumerate(zip(theorems, scores, strict=True)):
+        relevant = score >= config.judge_threshold or (i == best and score >= config.judge_top_threshold)
+        rationale = f"not a key tool here (P(yes)={score:.2f})"
+        if relevant:
+            quoted = prompts.quote_theorem(theorem.id, theorem.title, theorem.text[:RATIONALE_THEOREM_CHARS])
+            reply, used, _ = _chat(llm, prompts.RATIONALE_SYSTEM,
+                                   prompts.rationale_prompt(problem, steps, quoted), max_tokens=32)
+            tokens += used
+            rationale = (reply.strip().splitlines() or [""])[0][:200] or f"P(yes)={score:.2f}"
+        judgments.append(Judgment(theorem.id, relevant, rationale, round(score, 4)))
+    return judgments, tokens, events
 
 
 def _thoughts(state: AgentState) -> list[str]:
@@ -148,19 +173,15 @@ def build_graph(llm: BaseChatModel, retriever: Any = None, settings: AgentConfig
 
     def judge(state: AgentState) -> dict[str, Any]:
         pending = dict(state["pending"])
-        problem, steps = state["problem"]["text"], _thoughts(state)
-        started, tokens, judgments, events = time.perf_counter(), 0, [], list(pending["events"])
-        for hit in pending["hits"]:
-            theorem = retriever.theorem(hit["theorem_id"])
-            try:
-                judgment, used, event = judge_theorem(llm, problem, steps, theorem)
-            except LLMFailure as err:
-                events.append(f"judging {theorem.id} failed: {err}")
-                continue
-            tokens += used
-            events += [event] if event else []
-            judgments.append(judgment.to_dict())
-        pending.update(judgments=judgments, events=events, tokens=pending["tokens"] + tokens,
+        started, events = time.perf_counter(), list(pending["events"])
+        theorems = [retriever.theorem(hit["theorem_id"]) for hit in pending["hits"]]
+        try:
+            judgments, tokens, more = judge_hits(llm, state["problem"]["text"], _thoughts(state), theorems,
+                                                 config)
+        except LLMFailure as err:
+            judgments, tokens, more = [], 0, [f"relevance check failed: {err}"]
+        pending.update(judgments=[j.to_dict() for j in judgments], events=events + more,
+                       tokens=pending["tokens"] + tokens,
                        elapsed_s=pending["elapsed_s"] + time.perf_counter() - started)
         return {"pending": pending, "tokens": state.get("tokens", 0) + tokens}
 
@@ -208,6 +229,7 @@ def build_graph(llm: BaseChatModel, retriever: Any = None, settings: AgentConfig
         )
         return {"steps": [*state.get("steps", []), step.to_dict()], "pending": None,
                 "compute_request": parsed.compute, "final_answer": parsed.answer,
+                "search_request": parsed.search,
                 "tokens": total_tokens, "reasks": 0}
 
     def run_compute(state: AgentState) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 _STEP = re.compile(r"^\s*(?:\*\*)?step(?:\s*\d+)?(?:\*\*)?\s*[:.]\s*(.*)", re.I | re.M)
 _COMPUTE = re.compile(r"^\s*(?:\*\*)?compute(?:\*\*)?\s*:\s*(.+)$", re.I | re.M)
+_SEARCH = re.compile(r"^\s*(?:\*\*)?search(?:\*\*)?\s*:\s*(.+)$", re.I | re.M)
 _QUERY = re.compile(r"^\s*(?:\*\*)?query(?:\*\*)?\s*:\s*(.+)$", re.I | re.M)
 _VERDICT = re.compile(r"relevant\s*[:=]?\s*\**\s*(yes|no)\b", re.I)
 _REASON = re.compile(r"^\s*reason\s*:\s*(.+)$", re.I | re.M)
@@ -38,6 +39,7 @@ class ReasonReply:
     step: str
     compute: str | None = None
     answer: str | None = None
+    search: str | None = None  # a theorem the model asks to look up (schedule "model")
     events: list[str] = field(default_factory=list)
 
 
@@ -50,18 +52,20 @@ def parse_reason(text: str) -> ReasonReply:
     if "\\boxed" in text and answer is None:
         events.append("malformed \\boxed{}: unbalanced braces")
     compute_match = _COMPUTE.search(text)
+    search_match = _SEARCH.search(text)
     step_match = _STEP.search(text)
     if step_match:
         step = step_match.group(1).strip()
         rest = text[step_match.end():]
         # a step may run over lines until the next tag
-        more = re.split(r"^\s*(?:compute|answer|step)\b", rest, maxsplit=1, flags=re.I | re.M)[0]
+        more = re.split(r"^\s*(?:compute|answer|step|search)\b", rest, maxsplit=1, flags=re.I | re.M)[0]
         step = (step + " " + " ".join(more.split())).strip()
     else:
         events.append("missing 'Step:' tag: the whole reply is taken as the step")
-        step = re.sub(r"^\s*(compute|answer)\s*:.*$", "", text, flags=re.I | re.M).strip() or text
+        step = re.sub(r"^\s*(compute|answer|search)\s*:.*$", "", text, flags=re.I | re.M).strip() or text
     return ReasonReply(step=step, compute=compute_match.group(1).strip() if compute_match else None,
-                       answer=answer, events=events)
+                       answer=answer, search=search_match.group(1).strip() if search_match else None,
+                       events=events)
 
 
 def parse_query(text: str) -> tuple[str, list[str]]:

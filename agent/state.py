@@ -38,6 +38,9 @@ class AgentConfig:
     first_k: int = 2  # with retrieval="first_k": retrieve before the first k steps
     k: int = 3  # theorems retrieved (and judged) per retrieval
     judge: bool = True  # run the self-reflective relevance check
+    judge_threshold: float = 0.75  # P(yes) that makes any theorem relevant (calibrated, RESULTS.md)
+    judge_top_threshold: float = 0.05  # P(yes) that makes a step's best-scored theorem relevant
+    judge_chars: int = 0  # statement characters shown to the judge beside the title
     max_context_theorems: int = 4  # relevant theorems shown to the reasoning step
     step_tokens: int = 256  # max tokens of one reasoning step
     reasks: int = 2  # re-asks after an empty or unusable reply before the run errors

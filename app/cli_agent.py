@@ -169,7 +169,7 @@ def register(app: typer.Typer, settings_for) -> None:
         llm = chat_model(settings.llm.config(), home=settings.home)
         with Progress(console=console) as bar:
             task = bar.add_task("judging", total=len(pairs))
-            report, judgments = bench_judge(llm, pairs, docs,
+            report, judgments = bench_judge(llm, pairs, docs, settings.agent.config(),
                                             progress=lambda n: bar.update(task, completed=n))
         table = Table(title=f"relevance judge: {settings.llm.model}, {report.pairs} judgments")
         for key, value in report_dict(report).items():

@@ -83,6 +83,9 @@ class AgentSettings(BaseModel):
     first_k: int = Field(2, ge=0)
     k: int = Field(3, ge=1, description="theorems retrieved and judged per retrieval")
     judge: bool = Field(True, description="self-reflective relevance check")
+    judge_threshold: float = Field(0.75, ge=0, le=1, description="P(yes) that makes a theorem relevant")
+    judge_top_threshold: float = Field(0.05, ge=0, le=1, description="same, for a step's best theorem")
+    judge_chars: int = Field(0, ge=0, description="statement characters shown to the judge")
     step_tokens: int = Field(256, ge=16, description="max tokens of one reasoning step")
 
     def config(self):
