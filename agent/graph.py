@@ -27,7 +27,13 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from langgraph.graph import END, START, StateGraph
 
 from rader.agent import prompts
-from rader.agent.protocol import ReasonReply, parse_query, parse_reason, parse_verdict
+from rader.agent.protocol import (
+    ReasonReply,
+    lexical_keywords,
+    parse_query,
+    parse_reason,
+    parse_verdict,
+)
 from rader.agent.records import Judgment, Step
 from rader.agent.sandbox import compute, verify_answer
 from rader.agent.state import AgentConfig, AgentState
@@ -159,6 +165,9 @@ def build_graph(llm: BaseChatModel, retriever: Any = None, settings: AgentConfig
         if state.get("search_request"):
             queries.append(Query(state["search_request"], "llm_query"))
         queries.append(Query(steps[-1], "cot_step") if steps else Query(problem, "problem"))
+        keywords = lexical_keywords(steps[-1] if steps else problem)
+        if keywords:
+            queries.append(Query(keywords, "lexical"))
         best: dict[str, Hit] = {}
         for query in queries:
             for hit in retriever.search(query, k=config.k):

@@ -68,6 +68,29 @@ def parse_reason(text: str) -> ReasonReply:
                        events=events)
 
 
+_WORD = re.compile(r"\\[A-Za-z]+|[A-Za-z]{3,}")
+_COMMON = frozenset(
+    "the and for with that this then than what which when where find let are is was were has have "
+    "how many much its all any each from into our you your can will would should there their these "
+    "those such given value number compute determine show prove use using step next".split()
+)
+
+
+def lexical_keywords(text: str, limit: int = 12) -> str:
+    r"""Keywords of a text for a ``lexical`` query: words and LaTeX commands, common words out.
+
+    Example:
+        >>> lexical_keywords(r"Find the number of ways to choose 3 of 10, i.e. $\binom{10}{3}$.")
+        'ways choose \\binom'
+    """
+    seen: list[str] = []
+    for word in _WORD.findall(text):
+        key = word.lower()
+        if key not in _COMMON and key not in seen:
+            seen.append(key)
+    return " ".join(seen[:limit])
+
+
 def parse_query(text: str) -> tuple[str, list[str]]:
     """The model's search query and any protocol events."""
     match = _QUERY.search(text)

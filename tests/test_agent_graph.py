@@ -35,11 +35,12 @@ def test_a_run_retrieves_judges_reasons_and_finishes(smol_llm, bm25):
     assert state["status"] in ("done", "budget_exhausted")
     first = state["steps"][0]
     kinds = [q["kind"] for q in first["queries"]]
-    assert (kinds[-1] == "problem" and "llm_query" in kinds[:-1]) or "missing" in " ".join(first["events"])
+    assert kinds[-2:] == ["problem", "lexical"]
+    assert "llm_query" in kinds or "query" in " ".join(first["events"])
     assert len(first["hits"]) == 2 and len(first["judgments"]) + len(first["events"]) >= 2
     assert all(j["judge"] == "model" and isinstance(j["relevant"], bool) for j in first["judgments"])
     if len(state["steps"]) > 1:
-        assert state["steps"][1]["queries"][-1]["kind"] == "cot_step"
+        assert [q["kind"] for q in state["steps"][1]["queries"]][-2:] == ["cot_step", "lexical"]
 
 
 def test_budgets_end_the_run_cleanly(smol_llm, bm25):
