@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
+from functools import cache
 
 from rader.app.settings import Settings
-from rader.retriever import Corpus, CorpusStore, Retriever, open_retriever
+from rader.retriever import Corpus, CorpusStore, Encoder, Retriever, load_encoder, open_retriever
 
 
 def configure_logging(settings: Settings) -> None:
@@ -21,13 +22,22 @@ def corpus_from_settings(settings: Settings) -> Corpus:
     return CorpusStore(settings.home).load_many(settings.corpora)
 
 
+@cache
+def shared_encoder(name: str, batch_size: int) -> Encoder:
+    """One loaded encoder per process: dense and hybrid retrievers (and eval) share it."""
+    return load_encoder(name, batch_size=batch_size)
+
+
 def retriever_from_settings(settings: Settings, corpus: Corpus | None = None,
                             kind: str | None = None) -> Retriever:
+    kind = kind or settings.retriever.kind
+    options = settings.retriever.options()
     return open_retriever(
-        kind or settings.retriever.kind,
+        kind,
         corpus if corpus is not None else corpus_from_settings(settings),
         home=settings.home,
-        options=settings.retriever.options(),
+        options=options,
+        encoder=None if kind == "bm25" else shared_encoder(options.encoder, options.batch_size),
         show_progress=settings.show_progress,
     )
 
