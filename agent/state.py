@@ -32,7 +32,7 @@ class AgentConfig:
 
     max_steps: int = 8  # reasoning steps before the run ends as budget_exhausted
     max_retrievals: int = 8  # retrievals before the run ends as budget_exhausted
-    max_tokens: int = 6000  # prompt + completion tokens over the whole run
+    max_tokens: int = 20000  # prompt + completion tokens over the whole run (judging costs ~1.5k a step)
     max_seconds: float = 600.0  # wall time of the whole run
     retrieval: RetrievalSchedule = "every_step"  # when the graph retrieves before a step
     first_k: int = 2  # with retrieval="first_k": retrieve before the first k steps

@@ -77,7 +77,7 @@ class AgentSettings(BaseModel):
     retriever: Literal["none", "bm25", "dense", "hybrid"] = Field("hybrid", description="retriever")
     max_steps: int = Field(8, ge=1)
     max_retrievals: int = Field(8, ge=0)
-    max_tokens: int = Field(6000, ge=1, description="tokens over the whole run")
+    max_tokens: int = Field(20000, ge=1, description="prompt + completion tokens over the whole run")
     max_seconds: float = Field(600.0, gt=0, description="wall time of a run")
     retrieval: Literal["every_step", "first_k", "model", "never"] = "every_step"
     first_k: int = Field(2, ge=0)
