@@ -3,7 +3,8 @@
 - ``llamacpp`` (default): a GGUF model (catalog name or path) served in-process by the
   prebuilt ``xllamacpp`` wheel. Its server listens on 127.0.0.1 with an OpenAI-compatible
   API, so the same well-kept client (`langchain_openai.ChatOpenAI`) talks to it and to
-- ``openai``: any OpenAI-compatible server (``vllm serve``, llama.cpp's server, Ollama).
+- ``openai``: any OpenAI-compatible server (``vllm serve``, llama.cpp's server, Ollama);
+- ``transformers``: a Hugging Face checkpoint folder, run by `rader.agent.hf_chat`.
 
 Either way the agent gets a `BaseChatModel` with streaming, stop sequences, max tokens,
 temperature, seed, a per-call timeout, retries and token counts (``usage_metadata``); a
@@ -27,7 +28,7 @@ from langchain_core.language_models import BaseChatModel
 from rader.agent.models import resolve_model
 from rader.retriever import RaderError
 
-Backend = Literal["llamacpp", "openai"]
+Backend = Literal["llamacpp", "openai", "transformers"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,13 +90,18 @@ def chat_model(config: LLMConfig, *, home: str | Path) -> BaseChatModel:
         server = llamacpp_server(resolve_model(config.model, home), context=config.context,
                                  parallel=config.parallel, threads=config.threads)
         base_url, name = server.base_url, config.model
+    elif config.backend == "transformers":
+        from rader.agent.hf_chat import TransformersChat
+
+        return TransformersChat(model_path=config.model, max_tokens=config.max_tokens,
+                                temperature=config.temperature, seed=config.seed)
     elif config.backend == "openai":
         if not config.base_url:
             raise RaderError("backend 'openai' needs a server URL: set llm.base_url "
                              "(e.g. RADER_LLM__BASE_URL=http://127.0.0.1:8000/v1)")
         base_url, name = config.base_url, config.model
     else:
-        raise RaderError(f"unknown LLM backend {config.backend!r}; choose llamacpp or openai")
+        raise RaderError(f"unknown LLM backend {config.backend!r}; choose llamacpp, openai or transformers")
     return ChatOpenAI(
         base_url=base_url, api_key=config.api_key, model=name, temperature=config.temperature,
         max_tokens=config.max_tokens, seed=config.seed, timeout=config.timeout_s,

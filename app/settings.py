@@ -53,8 +53,9 @@ class RetrieverSettings(BaseModel):
 class LLMSettings(BaseModel):
     """Which language model runs the agent, and how it is called."""
 
-    backend: Literal["llamacpp", "openai"] = Field("llamacpp", description="runtime")
-    model: str = Field("qwen2.5-coder-1.5b", description="catalog name, .gguf path, or server model")
+    backend: Literal["llamacpp", "openai", "transformers"] = Field("llamacpp", description="runtime")
+    model: str = Field("qwen2.5-coder-1.5b",
+                       description="catalog name, .gguf path, HF checkpoint folder, or server model")
     base_url: str | None = Field(None, description="OpenAI-compatible server URL (backend openai)")
     api_key: str = Field("none", description="API key for the server, if it wants one")
     temperature: float = Field(0.0, ge=0.0, le=2.0)

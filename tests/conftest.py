@@ -91,3 +91,20 @@ def smol_llm(smollm_path):
 
     return chat_model(LLMConfig(model=str(smollm_path), max_tokens=96, context=2048, timeout_s=60),
                       home=MODEL_CACHE)
+
+
+@pytest.fixture(scope="session")
+def smollm_hf_folder(smollm_path) -> Path:
+    """SmolLM2 as a Hugging Face checkpoint: the GGUF dequantised by transformers, saved once."""
+    folder = MODEL_CACHE / "smollm2-135m-hf"
+    if not (folder / "model.safetensors").is_file():
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(smollm_path.parent, gguf_file=smollm_path.name)
+        model = AutoModelForCausalLM.from_pretrained(smollm_path.parent, gguf_file=smollm_path.name)
+        model.hf_quantizer = None  # dequantised to fp32 already; drop the GGUF marker to save it
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+    return folder
