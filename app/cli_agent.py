@@ -55,9 +55,9 @@ def register(app: typer.Typer, settings_for) -> None:
                                 agent={"max_steps": max_steps} if max_steps else None)
         progress, on_bytes = _download_progress()
         with progress:
-            graph, model_name, kind = agent_from_settings(settings, retriever=retriever, progress=on_bytes)
-        engine_title = _title_lookup(graph, settings, kind)
-        renderer = None if as_json else RunRenderer(console, engine_title)
+            graph, model_name, kind, engine = agent_from_settings(settings, retriever=retriever,
+                                                                  progress=on_bytes)
+        renderer = None if as_json else RunRenderer(console, _title_lookup(engine))
         trajectory = run_problem(
             graph, Problem(id="cli", text=problem, answer=answer, source="cli"),
             store=store_from_settings(settings), model=model_name, retriever=kind,
@@ -199,7 +199,7 @@ def register(app: typer.Typer, settings_for) -> None:
         for kind in dict.fromkeys([retriever, "none"]):
             progress, on_bytes = _download_progress()
             with progress:
-                graph, model_name, _ = agent_from_settings(settings, retriever=kind, progress=on_bytes)
+                graph, model_name, _, _ = agent_from_settings(settings, retriever=kind, progress=on_bytes)
             with Progress(console=console) as bar:
                 task = bar.add_task(f"retriever {kind}", total=len(items))
                 results.append(bench_agent(graph, items, store=store, model=model_name, retriever=kind,
@@ -217,11 +217,9 @@ def register(app: typer.Typer, settings_for) -> None:
             out.write_text(json.dumps(results, indent=2))
 
 
-def _title_lookup(graph, settings, kind: str):
+def _title_lookup(engine):
     """theorem id -> title for rendering (ids as they are when there is no retriever)."""
-    if kind == "none":
+    if engine is None:
         return lambda theorem_id: theorem_id
-    from rader.app.wiring import corpus_from_settings
-
-    corpus = corpus_from_settings(settings)
+    corpus = engine.corpus
     return lambda theorem_id: corpus.get(theorem_id).title if theorem_id in corpus else theorem_id

@@ -53,10 +53,11 @@ def load_eval_corpus(settings: Settings, corpus: str) -> Corpus:
     if path.is_file():
         docs, _ = read_corpus(path)
         return Corpus(docs.theorems, name=f"eval-{path.stem}-{docs.content_hash[:10]}")
-    if corpus in CorpusStore(settings.home).names():
-        return CorpusStore(settings.home).load(corpus)
-    raise RaderError(f"--corpus {corpus!r} is neither a file nor a corpus name "
-                     f"({', '.join(CorpusStore(settings.home).names())})")
+    store = CorpusStore(settings.home)
+    names = store.names()
+    if corpus in names:
+        return store.load(corpus)
+    raise RaderError(f"--corpus {corpus!r} is neither a file nor a corpus name ({', '.join(names)})")
 
 
 def run_eval(settings: Settings, *, corpus: str, queries: Path, qrels: Path | None,

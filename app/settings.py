@@ -44,10 +44,7 @@ class RetrieverSettings(BaseModel):
     batch_size: int = Field(32, ge=1, description="encoder batch size")
 
     def options(self) -> RetrieverOptions:
-        return RetrieverOptions(
-            encoder=self.encoder, index_type=self.index_type, fusion=self.fusion,
-            alpha=self.alpha, rrf_k=self.rrf_k, depth=self.depth, batch_size=self.batch_size,
-        )
+        return RetrieverOptions(**self.model_dump(exclude={"kind", "k"}))
 
 
 class LLMSettings(BaseModel):

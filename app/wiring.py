@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from functools import cache
+from typing import Any, NamedTuple
 
 from rader.app.settings import Settings
 from rader.retriever import Corpus, CorpusStore, Encoder, Retriever, load_encoder, open_retriever
@@ -48,8 +49,15 @@ def store_from_settings(settings: Settings):
     return TrajectoryStore(settings.home / "trajectories.db")
 
 
-def agent_from_settings(settings: Settings, *, retriever: str | None = None, progress=None):
-    """(compiled graph, model name, retriever name) as the settings describe them."""
+class AgentParts(NamedTuple):
+    graph: Any
+    model: str
+    retriever_name: str
+    retriever: Retriever | None
+
+
+def agent_from_settings(settings: Settings, *, retriever: str | None = None, progress=None) -> AgentParts:
+    """The compiled graph and what it was built from, as the settings describe them."""
     from rader.agent.graph import build_graph
     from rader.agent.llm import chat_model
     from rader.agent.models import resolve_model
@@ -60,4 +68,5 @@ def agent_from_settings(settings: Settings, *, retriever: str | None = None, pro
         resolve_model(llm_config.model, settings.home, progress=progress)
     llm = chat_model(llm_config, home=settings.home)
     engine = None if kind == "none" else retriever_from_settings(settings, kind=kind)
-    return build_graph(llm=llm, retriever=engine, settings=settings.agent.config()), llm_config.model, kind
+    graph = build_graph(llm=llm, retriever=engine, settings=settings.agent.config())
+    return AgentParts(graph, llm_config.model, kind, engine)

@@ -70,6 +70,9 @@ class BM25Index:
         self.model.save(str(folder), show_progress=False)
 
     @classmethod
-    def load(cls, folder: Path, ids: list[str], mmap: bool = False) -> BM25Index:
+    def load(cls, folder: Path, ids: list[str], tokenizer: dict[str, object] | None = None,
+             mmap: bool = False) -> BM25Index:
+        """Load a saved index; ``tokenizer`` is the config it was built with (from its manifest)."""
         model = bm25s.BM25.load(str(folder), mmap=mmap, show_progress=False, verbosity=0)
-        return cls(model, ids, MathTokenizer())
+        options = {k: v for k, v in (tokenizer or {}).items() if k != "name"}
+        return cls(model, ids, MathTokenizer(**options))

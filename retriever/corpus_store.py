@@ -71,7 +71,7 @@ class CorpusStore:
         return report
 
     def names(self) -> list[str]:
-        added = sorted(p.name for p in self.root.glob("*/meta.json") for p in [p.parent])
+        added = sorted(meta.parent.name for meta in self.root.glob("*/meta.json"))
         return [BUILTIN_NAME, *added]
 
     def list(self) -> list[CorpusInfo]:

@@ -131,7 +131,7 @@ class IndexStore:
             return None
         ids = self._check(folder, manifest, corpus)
         try:
-            return BM25Index.load(folder, ids)
+            return BM25Index.load(folder, ids, tokenizer=manifest.params.get("tokenizer"))
         except (OSError, ValueError, KeyError) as err:
             raise RaderError(
                 f"BM25 index at {folder} is unreadable ({err}); {_rebuild_hint(folder)}") from None
