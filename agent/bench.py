@@ -11,17 +11,16 @@
 from __future__ import annotations
 
 import json
+import random
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from langchain_core.callbacks import BaseCallbackHandler
-
+from rader.agent.batch import Job, run_jobs
 from rader.agent.graph import judge_hits
 from rader.agent.records import Problem
-from rader.agent.runner import run_problem
 from rader.agent.state import AgentConfig
 from rader.retriever import Corpus, Query, RaderError
 
@@ -106,23 +105,8 @@ def bench_judge(llm, pairs: list[tuple[str, str, bool]], corpus: Corpus, config:
     return report, rows
 
 
-class LLMTimer(BaseCallbackHandler):
-    """Adds up wall time spent inside chat-model calls (LangChain callbacks)."""
-
-    def __init__(self) -> None:
-        self.seconds = 0.0
-        self._starts: dict[Any, float] = {}
-
-    def on_chat_model_start(self, serialized, messages, *, run_id, **kwargs) -> None:
-        self._starts[run_id] = time.perf_counter()
-
-    def on_llm_end(self, response, *, run_id, **kwargs) -> None:
-        self.seconds += time.perf_counter() - self._starts.pop(run_id, time.perf_counter())
-
-    on_llm_error = on_llm_end
-
-
-def load_problems(path: str | Path, limit: int | None) -> list[Problem]:
+def load_problems(path: str | Path, limit: int | None, *, shuffle_seed: int | None = None) -> list[Problem]:
+    """Problems from a JSON Lines file; the first ``limit``, or ``limit`` drawn with a seed."""
     path = Path(path)
     if not path.is_file():
         raise RaderError(f"problems file not found: {path}")
@@ -134,39 +118,47 @@ def load_problems(path: str | Path, limit: int | None) -> list[Problem]:
             problems.append(Problem.from_dict(json.loads(line)))
         except (ValueError, KeyError, TypeError):
             raise RaderError(f"{path}:{number}: not a problem object with id and text") from None
-        if limit and len(problems) >= limit:
+        if limit and len(problems) >= limit and shuffle_seed is None:
             break
-    return problems
+    if shuffle_seed is not None:
+        random.Random(shuffle_seed).shuffle(problems)
+    return problems[:limit] if limit else problems
 
 
-def bench_agent(graph, problems: list[Problem], *, store, model: str, retriever: str,
+def bench_agent(graph, problems: list[Problem], *, store, model: str, retriever: str, concurrency: int = 1,
                 progress: Callable[[int], None] | None = None) -> dict[str, Any]:
-    timer = LLMTimer()
+    """Run ``graph`` on ``problems`` (``concurrency`` at a time) and sum up how it did."""
     rows = []
     started = time.perf_counter()
-    for i, problem in enumerate(problems):
-        t0 = time.perf_counter()
-        trajectory = run_problem(graph, problem, store=store, model=model, retriever=retriever,
-                                 graph_config={"callbacks": [timer]})
+    jobs = [Job(graph, problem) for problem in problems]
+    for result in run_jobs(jobs, concurrency=concurrency, store=store, model=model, retriever=retriever):
+        trajectory = result.trajectory
+        if trajectory is None:
+            raise RaderError(f"problem {result.job.problem.id} did not run: {result.error}")
         judgments = [j for s in trajectory.steps for j in s.judgments]
-        rows.append({"problem_id": problem.id, "verified": trajectory.verified, "status": trajectory.status,
-                     "steps": len(trajectory.steps), "tokens": trajectory.tokens,
+        rows.append({"problem_id": trajectory.problem.id, "verified": trajectory.verified,
+                     "status": trajectory.status, "steps": len(trajectory.steps), "tokens": trajectory.tokens,
                      "retrievals": sum(1 for s in trajectory.steps if s.hits),
                      "judged": len(judgments), "relevant": sum(j.relevant for j in judgments),
-                     "seconds": time.perf_counter() - t0, "trajectory_id": trajectory.id})
+                     "seconds": result.seconds, "llm_seconds": result.llm_seconds,
+                     "trajectory_id": trajectory.id})
         if progress:
-            progress(i + 1)
+            progress(len(rows))
     wall = time.perf_counter() - started
     n = max(1, len(rows))
     judged = sum(r["judged"] for r in rows)
+    run_seconds = sum(r["seconds"] for r in rows)
     return {
-        "retriever": retriever, "problems": len(rows),
+        "retriever": retriever, "problems": len(rows), "concurrency": concurrency,
         "accuracy": sum(r["verified"] is True for r in rows) / n,
         "mean_steps": sum(r["steps"] for r in rows) / n,
         "mean_retrievals": sum(r["retrievals"] for r in rows) / n,
         "judged_relevant_rate": sum(r["relevant"] for r in rows) / judged if judged else None,
         "seconds_per_problem": wall / n, "tokens_per_problem": sum(r["tokens"] for r in rows) / n,
-        "outside_llm_share": max(0.0, 1 - timer.seconds / wall) if wall else None, "rows": rows,
+        # per run: its wall time minus its time inside chat-model calls (valid under concurrency)
+        "outside_llm_share": max(0.0, 1 - sum(r["llm_seconds"] for r in rows) / run_seconds)
+        if run_seconds else None,
+        "rows": rows,
     }
 
 

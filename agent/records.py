@@ -134,9 +134,9 @@ class Trajectory:
     schema_version: int = SCHEMA_VERSION
 
     @classmethod
-    def start(cls, problem: Problem, *, model: str, retriever: str,
-              config: dict[str, Any] | None = None) -> Trajectory:
-        return cls(id=uuid.uuid4().hex, problem=problem, model=model, retriever=retriever,
+    def start(cls, problem: Problem, *, model: str, retriever: str, config: dict[str, Any] | None = None,
+              trajectory_id: str | None = None) -> Trajectory:
+        return cls(id=trajectory_id or uuid.uuid4().hex, problem=problem, model=model, retriever=retriever,
                    config=dict(config or {}))
 
     @property

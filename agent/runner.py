@@ -36,9 +36,13 @@ def apply_update(trajectory: Trajectory, values: dict[str, Any]) -> None:
 
 def run_problem(graph, problem: Problem, *, store: TrajectoryStore | None, model: str, retriever: str,
                 config: dict[str, Any] | None = None, on_update: OnUpdate | None = None,
-                graph_config: dict[str, Any] | None = None) -> Trajectory:
-    """Stream ``graph`` over ``problem``; returns the finished (or interrupted) trajectory."""
-    trajectory = Trajectory.start(problem, model=model, retriever=retriever, config=config)
+                graph_config: dict[str, Any] | None = None, trajectory_id: str | None = None) -> Trajectory:
+    """Stream ``graph`` over ``problem``; returns the finished (or interrupted) trajectory.
+
+    A fixed ``trajectory_id`` makes a rerun overwrite the same row (harvest resumes that way).
+    """
+    trajectory = Trajectory.start(problem, model=model, retriever=retriever, config=config,
+                                  trajectory_id=trajectory_id)
     if store is not None:
         store.save(trajectory)
     try:

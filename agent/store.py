@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +120,17 @@ class TrajectoryStore:
         trajectory = Trajectory.from_dict(json.loads(row[0]))
         self._apply_human_judgments(trajectory)
         return trajectory
+
+    def statuses(self, trajectory_ids: Iterable[str]) -> dict[str, str]:
+        """The status of each of these ids that is stored (a harvest skips the finished ones)."""
+        ids = list(trajectory_ids)
+        found: dict[str, str] = {}
+        for start in range(0, len(ids), 500):  # SQLite caps the number of bound parameters
+            chunk = ids[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            found.update(self._db.execute(f"SELECT id, status FROM trajectories WHERE id IN ({marks})",
+                                          chunk).fetchall())
+        return found
 
     def list(self, *, status: str | None = None, model: str | None = None,
              verified: bool | None = None, since: str | None = None, until: str | None = None,

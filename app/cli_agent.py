@@ -184,16 +184,19 @@ def register(app: typer.Typer, settings_for) -> None:
         ctx: typer.Context,
         problems: Annotated[Path, typer.Option(help="MATH-style JSON Lines with gold answers")],
         limit: Annotated[int, typer.Option(help="first N problems")] = 10,
+        shuffle_seed: Annotated[int | None, typer.Option(help="draw the N problems at random with this seed")]
+        = None,
         retriever: Annotated[str, typer.Option(help="retriever to compare against no retrieval")] = "hybrid",
         model: Annotated[str | None, typer.Option(help="catalog name or .gguf path")] = None,
+        concurrency: Annotated[int, typer.Option(min=1, help="problems run at once (llama.cpp slots)")] = 1,
         out: Annotated[Path | None, typer.Option(help="write the results as JSON")] = None,
     ) -> None:
         """Accuracy (math-verify), steps, retrievals, relevance rate, time and tokens: with vs without."""
         from rader.agent.bench import bench_agent, load_problems
         from rader.app.wiring import agent_from_settings, store_from_settings
 
-        settings = settings_for(ctx, llm={"model": model} if model else None)
-        items = load_problems(problems, limit)
+        settings = settings_for(ctx, llm={"parallel": concurrency, **({"model": model} if model else {})})
+        items = load_problems(problems, limit, shuffle_seed=shuffle_seed)
         store = store_from_settings(settings)
         results = []
         for kind in dict.fromkeys([retriever, "none"]):
@@ -203,6 +206,7 @@ def register(app: typer.Typer, settings_for) -> None:
             with Progress(console=console) as bar:
                 task = bar.add_task(f"retriever {kind}", total=len(items))
                 results.append(bench_agent(graph, items, store=store, model=model_name, retriever=kind,
+                                           concurrency=concurrency,
                                            progress=lambda n, t=task: bar.update(t, completed=n)))
         table = Table(title=f"agent on {len(items)} problems of {problems.name}, model {settings.llm.model}")
         columns = ("retriever", "accuracy", "mean_steps", "mean_retrievals", "judged_relevant_rate",

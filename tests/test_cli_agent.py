@@ -59,11 +59,14 @@ def test_bench_judge_and_agent_small(capsys, home, smollm_path, shared_data, tmp
     runs = tmp_path / "agent.json"
     code, out, err = rader(capsys, "--no-progress", "bench", "agent",
                            "--problems", str(shared_data / "problems" / "math_train.jsonl"),
-                           "--limit", "1", "--retriever", "bm25", "--model", str(smollm_path),
-                           "--out", str(runs))
+                           "--limit", "2", "--shuffle-seed", "3", "--concurrency", "2", "--retriever", "bm25",
+                           "--model", str(smollm_path), "--out", str(runs))
     assert code == 0, err
     rows = json.loads(runs.read_text())
     assert [r["retriever"] for r in rows] == ["bm25", "none"]
-    assert all(r["problems"] == 1 and 0 <= r["outside_llm_share"] <= 1 for r in rows)
+    assert all(r["problems"] == 2 and 0 <= r["outside_llm_share"] <= 1 for r in rows)
+    drawn = {r["problem_id"] for r in rows[0]["rows"]}
+    assert drawn == {r["problem_id"] for r in rows[1]["rows"]} and len(drawn) == 2
+    assert drawn != {"train/algebra/0.json", "train/algebra/3.json"}  # drawn, not the first two
     assert rows[0]["mean_retrievals"] >= 1 and rows[1]["mean_retrievals"] == 0
     assert "accuracy" in out
