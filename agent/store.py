@@ -1,11 +1,11 @@
 """The trajectory store: SQLite in WAL mode under the data directory.
 
 One row per trajectory, rewritten in its own transaction after every finished step, so a
-process killed with SIGKILL keeps every finished step and the database stays sound. Rows
-still ``running`` when a store is opened belonged to a dead process and are marked
-``interrupted``. The schema version is stored; `migrate` brings older files up to date or
-says why it cannot. Human judgments (from the UI) are rows of their own, tied to a
-trajectory step.
+process killed with SIGKILL keeps every finished step and the database stays sound. Each
+``running`` row records the process writing it; when a store is opened, running rows whose
+process is gone are marked ``interrupted`` (a live harvest or UI beside it keeps its rows).
+The schema version is stored; `migrate` brings older files up to date or says why it cannot.
+Human judgments (from the UI) are rows of their own, tied to a trajectory step.
 
 Example:
     >>> import tempfile
@@ -19,6 +19,8 @@ Example:
 from __future__ import annotations
 
 import json
+import os
+import socket
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
@@ -36,6 +38,7 @@ CREATE TABLE IF NOT EXISTS trajectories (
     started_at TEXT NOT NULL, finished_at TEXT, data TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS trajectories_problem ON trajectories (problem_id);
+CREATE TABLE IF NOT EXISTS writers (trajectory_id TEXT PRIMARY KEY, pid INTEGER NOT NULL, host TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS human_judgments (
     trajectory_id TEXT NOT NULL REFERENCES trajectories (id), step_index INTEGER NOT NULL,
     theorem_id TEXT NOT NULL, relevant INTEGER NOT NULL, rationale TEXT NOT NULL,
@@ -82,23 +85,37 @@ class TrajectoryStore:
 
     def _mark_interrupted(self) -> int:
         with self._lock:
-            rows = self._db.execute("SELECT data FROM trajectories WHERE status='running'").fetchall()
-            for (data,) in rows:
+            rows = self._db.execute(
+                "SELECT t.data, w.pid, w.host FROM trajectories t LEFT JOIN writers w "
+                "ON w.trajectory_id = t.id WHERE t.status='running'").fetchall()
+            dead = [data for data, pid, host in rows if not _writer_alive(pid, host)]
+            for data in dead:
                 trajectory = Trajectory.from_dict(json.loads(data))
                 trajectory.status = "interrupted"
                 trajectory.finished_at = trajectory.finished_at or now_iso()
                 self._write(trajectory)
-        return len(rows)
+        return len(dead)
 
     # -- trajectories ----------------------------------------------------------------------
     def _write(self, trajectory: Trajectory) -> None:
         verified = None if trajectory.verified is None else int(trajectory.verified)
-        self._db.execute(
-            "INSERT OR REPLACE INTO trajectories VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (trajectory.id, trajectory.status, trajectory.model, trajectory.retriever,
-             trajectory.problem.id, verified, len(trajectory.steps), trajectory.started_at,
-             trajectory.finished_at, json.dumps(trajectory.to_dict(), ensure_ascii=False)),
-        )
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.execute(
+                "INSERT OR REPLACE INTO trajectories VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (trajectory.id, trajectory.status, trajectory.model, trajectory.retriever,
+                 trajectory.problem.id, verified, len(trajectory.steps), trajectory.started_at,
+                 trajectory.finished_at, json.dumps(trajectory.to_dict(), ensure_ascii=False)),
+            )
+            if trajectory.status == "running":
+                self._db.execute("INSERT OR REPLACE INTO writers VALUES (?, ?, ?)",
+                                 (trajectory.id, os.getpid(), socket.gethostname()))
+            else:
+                self._db.execute("DELETE FROM writers WHERE trajectory_id=?", (trajectory.id,))
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
 
     def save(self, trajectory: Trajectory) -> None:
         """Write the whole trajectory in one transaction (atomic: all of it or the old row)."""
@@ -210,3 +227,18 @@ class TrajectoryStore:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def _writer_alive(pid: int | None, host: str | None) -> bool:
+    """Whether the process that wrote a running row still runs (another host's: assume so)."""
+    if pid is None:
+        return False  # rows from before writers were recorded
+    if host != socket.gethostname():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by another user
+        return True
+    return True

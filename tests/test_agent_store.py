@@ -67,11 +67,16 @@ def test_human_judgments_attach_to_the_step(tmp_path):
         store.add_human_judgment(trajectory.id, 7, Judgment("t1", True))
 
 
-def test_running_rows_become_interrupted_on_open(tmp_path):
+def test_running_rows_of_live_writers_stay_and_orphans_become_interrupted(tmp_path):
     store = TrajectoryStore(tmp_path / "t.db")
     trajectory = sample(status="running")
     store.save(trajectory)
+    beside = TrajectoryStore(tmp_path / "t.db")  # e.g. `rader trajectories list` during a harvest
+    assert beside.interrupted_on_open == 0 and beside.get(trajectory.id).status == "running"
     store.close()
+    beside.close()
+    with sqlite3.connect(tmp_path / "t.db") as db:  # a store written before writers were recorded
+        db.execute("DROP TABLE writers")
     again = TrajectoryStore(tmp_path / "t.db")
     assert again.interrupted_on_open == 1
     assert again.get(trajectory.id).status == "interrupted"

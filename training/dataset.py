@@ -1,0 +1,238 @@
+"""Stored trajectories -> RaDeR training examples, split by problem, exported three ways.
+
+The RaDeR recipe: a theorem judged relevant to a step of a trajectory whose final answer
+is verified is a positive for every query of that step (the model's query, the step
+itself, its keywords, the problem on the first step). Theorems retrieved for the step but
+judged irrelevant are hard negatives; more are mined from a retriever's top-k, skipping
+anything judged relevant anywhere for the same problem and anything the encoder scores
+within ``margin`` of the positive (likely false negatives). A human judgment (from the
+UI) overrides the model's, and counts on any trajectory, verified or not.
+
+Example:
+    >>> examples, report = build_examples(store.iter_trajectories(), corpus)  # doctest: +SKIP
+    >>> train, dev = split_by_problem(examples, dev_fraction=0.1)  # doctest: +SKIP
+    >>> write_dataset("data/v1", train, dev, report)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rader.agent.records import Step, Trajectory
+from rader.retriever import Corpus, Encoder, Query, RaderError, Retriever
+from rader.training.examples import Passage, TrainingExample, passage_text
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BuildReport:
+    trajectories: int = 0
+    verified_trajectories: int = 0
+    human_judgments: int = 0
+    unknown_theorems: int = 0  # judged ids missing from the corpus (a different corpus was in force)
+    mined_negatives: int = 0
+    mined_dropped_as_likely_positive: int = 0
+    duplicates_merged: int = 0
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+def step_verdicts(step: Step, verified: bool | None) -> dict[str, tuple[bool, str]]:
+    """theorem id -> (relevant, judge) for the judgments that count: a human's on any run,
+    the model's only on runs whose answer is verified; a human's wins over the model's."""
+    verdicts: dict[str, tuple[bool, str]] = {}
+    for judgment in step.judgments:
+        if judgment.judge == "human":
+            verdicts[judgment.theorem_id] = (judgment.relevant, "human")
+        elif verified is True and verdicts.get(judgment.theorem_id, (None, ""))[1] != "human":
+            verdicts[judgment.theorem_id] = (judgment.relevant, "model")
+    return verdicts
+
+
+def _normalise(text: str) -> str:
+    return " ".join(text.split()).lower()
+
+
+class _Draft:
+    """An example being gathered: positives and negatives by id, with where they came from."""
+
+    def __init__(self, query: Query, problem_id: str) -> None:
+        self.query, self.problem_id = query, problem_id
+        self.positives: dict[str, str] = {}  # id -> judge
+        self.negatives: dict[str, str] = {}
+        self.provenance: list[dict[str, Any]] = []
+
+    def add(self, verdicts: dict[str, tuple[bool, str]]) -> None:
+        for theorem_id, (relevant, judge) in verdicts.items():
+            held = self.positives.get(theorem_id) or self.negatives.get(theorem_id)
+            if held == "human" and judge != "human":
+                continue  # a human's verdict on this query is final
+            if relevant:
+                self.positives[theorem_id] = judge
+                self.negatives.pop(theorem_id, None)
+            elif judge == "human" or theorem_id not in self.positives:  # between models, "relevant" wins
+                self.positives.pop(theorem_id, None)
+                self.negatives[theorem_id] = judge
+
+
+def gather_drafts(trajectories: Iterable[Trajectory], report: BuildReport) -> tuple[list[_Draft], dict]:
+    """One draft per (problem, query kind, query text); also every theorem judged relevant per problem."""
+    drafts: dict[tuple[str, str, str], _Draft] = {}
+    relevant_for_problem: dict[str, set[str]] = defaultdict(set)
+    for trajectory in trajectories:
+        report.trajectories += 1
+        report.verified_trajectories += trajectory.verified is True
+        if trajectory.status in ("running", "interrupted"):
+            continue  # never learn from half a run
+        for step in trajectory.steps:
+            report.human_judgments += sum(j.judge == "human" for j in step.judgments)
+            verdicts = step_verdicts(step, trajectory.verified)
+            if not verdicts:
+                continue
+            relevant_for_problem[trajectory.problem.id].update(t for t, (rel, _) in verdicts.items() if rel)
+            for query in step.queries:
+                key = (trajectory.problem.id, query.kind, _normalise(query.text))
+                if key in drafts:
+                    report.duplicates_merged += 1
+                draft = drafts.setdefault(key, _Draft(query, trajectory.problem.id))
+                draft.add(verdicts)
+                draft.provenance.append({"trajectory_id": trajectory.id, "step_index": step.index})
+    return [d for d in drafts.values() if d.positives], relevant_for_problem
+
+
+def _too_close(encoder: Encoder, query: Query, positives: list[Passage], candidates: list[Passage],
+               margin: float) -> list[bool]:
+    """True for candidates the encoder scores within ``margin`` (relative) of the best positive."""
+    query_vector = encoder.encode_queries([query])[0]
+    vectors = encoder.encode_documents([passage_text(p) for p in positives + candidates], show_progress=False)
+    scores = vectors @ query_vector
+    best_positive = float(np.max(scores[: len(positives)]))
+    return [float(s) > best_positive * (1 - margin) for s in scores[len(positives):]]
+
+
+def build_examples(trajectories: Iterable[Trajectory], corpus: Corpus, *, miner: Retriever | None = None,
+                   encoder: Encoder | None = None, mine_depth: int = 10, mined_per_query: int = 3,
+                   margin: float = 0.05) -> tuple[list[TrainingExample], BuildReport]:
+    """Training examples from ``trajectories``; ``miner`` adds mined negatives, ``encoder`` guards them."""
+    report = BuildReport()
+    drafts, relevant_for_problem = gather_drafts(trajectories, report)
+    examples = []
+    for draft in drafts:
+        known = [t for t in (*draft.positives, *draft.negatives) if t in corpus]
+        report.unknown_theorems += len(draft.positives) + len(draft.negatives) - len(known)
+        positives = [Passage.of(corpus.get(t)) for t in draft.positives if t in corpus]
+        if not positives:
+            continue
+        negatives = [Passage.of(corpus.get(t)) for t in draft.negatives if t in corpus]
+        if miner is not None and mined_per_query:
+            negatives += mine_negatives(miner, encoder, draft.query, positives, negatives,
+                                        relevant_for_problem[draft.problem_id], report,
+                                        depth=mine_depth, keep=mined_per_query, margin=margin)
+        examples.append(TrainingExample(draft.query.text, draft.query.kind, positives, negatives,
+                                        draft.problem_id, draft.provenance))
+    report.stats = dataset_stats(examples, corpus)
+    return examples, report
+
+
+def mine_negatives(miner: Retriever, encoder: Encoder | None, query: Query, positives: list[Passage],
+                   negatives: list[Passage], relevant: set[str], report: BuildReport, *, depth: int,
+                   keep: int, margin: float) -> list[Passage]:
+    """The miner's top ``depth`` minus positives, known negatives and likely false negatives."""
+    taken = {p.docid for p in positives} | {p.docid for p in negatives} | relevant
+    candidates = [Passage.of(miner.theorem(h.theorem_id)) for h in miner.search(query, k=depth)
+                  if h.theorem_id not in taken]
+    if encoder is not None and candidates:
+        close = _too_close(encoder, query, positives, candidates, margin)
+        report.mined_dropped_as_likely_positive += sum(close)
+        candidates = [c for c, is_close in zip(candidates, close, strict=True) if not is_close]
+    report.mined_negatives += len(candidates[:keep])
+    return candidates[:keep]
+
+
+def split_by_problem(examples: list[TrainingExample], *, dev_fraction: float = 0.1,
+                     seed: int = 0) -> tuple[list[TrainingExample], list[TrainingExample]]:
+    """Train/dev by a seeded hash of the problem id: a problem's examples stay on one side."""
+    if not 0 <= dev_fraction < 1:
+        raise RaderError(f"dev fraction must be in [0, 1), got {dev_fraction}")
+
+    def bucket(problem_id: str) -> float:
+        digest = hashlib.sha256(f"{seed}:{problem_id}".encode()).digest()
+        return int.from_bytes(digest[:8], "big") / 2**64
+
+    dev = [e for e in examples if bucket(e.problem_id) < dev_fraction]
+    train = [e for e in examples if bucket(e.problem_id) >= dev_fraction]
+    return train, dev
+
+
+def dataset_stats(examples: list[TrainingExample], corpus: Corpus) -> dict[str, Any]:
+    n = max(1, len(examples))
+    positive_ids = {p.docid for e in examples for p in e.positives}
+    return {
+        "examples": len(examples),
+        "examples_per_kind": dict(Counter(e.query_kind for e in examples)),
+        "problems": len({e.problem_id for e in examples}),
+        "positives_per_query": round(sum(len(e.positives) for e in examples) / n, 3),
+        "negatives_per_query": round(sum(len(e.negatives) for e in examples) / n, 3),
+        "distinct_positive_theorems": len(positive_ids),
+        "corpus_coverage": round(len(positive_ids) / max(1, len(corpus)), 4),
+    }
+
+
+def _write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
+    with path.open("w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def write_dataset(out: str | Path, train: list[TrainingExample], dev: list[TrainingExample],
+                  report: BuildReport, *, corpus: Corpus, meta: dict[str, Any] | None = None) -> Path:
+    """Write examples, Tevatron JSON Lines, sentence-transformers Parquet, dev queries/qrels, stats.
+
+    The folder is written beside its final name and renamed into place, so a crash never
+    leaves a half dataset under ``out``.
+    """
+    from datasets import Dataset
+
+    out = Path(out)
+    partial = out.with_name(out.name + ".partial")
+    partial.mkdir(parents=True, exist_ok=True)
+    corpus.write_jsonl(partial / "corpus.jsonl")
+    for split, examples in (("train", train), ("dev", dev)):
+        named = [(f"{split}-{i}", e) for i, e in enumerate(examples)]
+        _write_jsonl(partial / f"{split}.examples.jsonl", (e.to_dict() for e in examples))
+        _write_jsonl(partial / f"{split}.tevatron.jsonl", (e.to_tevatron(q) for q, e in named))
+        triplets = [row for e in examples for row in e.triplets()]
+        columns = {c: [row[c] for row in triplets] for c in ("anchor", "positive", "negative")}
+        Dataset.from_dict(columns).to_parquet(str(partial / f"{split}.parquet"))
+        _write_jsonl(partial / f"{split}.queries.jsonl",
+                     ({"_id": q, "text": e.query, "kind": e.query_kind} for q, e in named))
+        with (partial / f"{split}.qrels.tsv").open("w", encoding="utf-8") as handle:
+            handle.write("query-id\tcorpus-id\tscore\n")
+            for q, e in named:
+                handle.writelines(f"{q}\t{p.docid}\t1\n" for p in e.positives)
+    stats = {"train": dataset_stats(train, corpus), "dev": dataset_stats(dev, corpus),
+             "build": {k: v for k, v in asdict(report).items() if k != "stats"}, **(meta or {})}
+    (partial / "stats.json").write_text(json.dumps(stats, indent=2))
+    if out.exists():
+        import shutil
+
+        shutil.rmtree(out)
+    partial.rename(out)
+    return out
+
+
+def load_examples(folder: str | Path, split: str = "train") -> list[TrainingExample]:
+    path = Path(folder) / f"{split}.examples.jsonl"
+    if not path.is_file():
+        raise RaderError(f"no {split} examples in {folder} (expected {path.name}; run `rader dataset build`)")
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return [TrainingExample.from_dict(json.loads(line)) for line in lines if line.strip()]
