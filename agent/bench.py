@@ -105,8 +105,10 @@ def bench_judge(llm, pairs: list[tuple[str, str, bool]], corpus: Corpus, config:
     return report, rows
 
 
-def load_problems(path: str | Path, limit: int | None, *, shuffle_seed: int | None = None) -> list[Problem]:
-    """Problems from a JSON Lines file; the first ``limit``, or ``limit`` drawn with a seed."""
+def load_problems(path: str | Path, limit: int | None, *, shuffle_seed: int | None = None,
+                  levels: set[int] | None = None) -> list[Problem]:
+    """Problems from a JSON Lines file (of ``levels`` only, when given); the first ``limit``,
+    or ``limit`` drawn with a seed."""
     path = Path(path)
     if not path.is_file():
         raise RaderError(f"problems file not found: {path}")
@@ -115,9 +117,13 @@ def load_problems(path: str | Path, limit: int | None, *, shuffle_seed: int | No
         if not line.strip():
             continue
         try:
-            problems.append(Problem.from_dict(json.loads(line)))
+            row = json.loads(line)
+            problem = Problem.from_dict(row)
         except (ValueError, KeyError, TypeError):
             raise RaderError(f"{path}:{number}: not a problem object with id and text") from None
+        if levels and row.get("level") not in levels:
+            continue
+        problems.append(problem)
         if limit and len(problems) >= limit and shuffle_seed is None:
             break
     if shuffle_seed is not None:

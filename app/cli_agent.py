@@ -186,6 +186,7 @@ def register(app: typer.Typer, settings_for) -> None:
         limit: Annotated[int, typer.Option(help="first N problems")] = 10,
         shuffle_seed: Annotated[int | None, typer.Option(help="draw the N problems at random with this seed")]
         = None,
+        levels: Annotated[str | None, typer.Option(help="only these difficulty levels, e.g. 1,2,3")] = None,
         retriever: Annotated[str, typer.Option(help="retriever to compare against no retrieval")] = "hybrid",
         model: Annotated[str | None, typer.Option(help="catalog name or .gguf path")] = None,
         concurrency: Annotated[int, typer.Option(min=1, help="problems run at once (llama.cpp slots)")] = 1,
@@ -196,7 +197,7 @@ def register(app: typer.Typer, settings_for) -> None:
         from rader.app.wiring import agent_from_settings, store_from_settings
 
         settings = settings_for(ctx, llm={"parallel": concurrency, **({"model": model} if model else {})})
-        items = load_problems(problems, limit, shuffle_seed=shuffle_seed)
+        items = load_problems(problems, limit, shuffle_seed=shuffle_seed, levels=parse_levels(levels))
         store = store_from_settings(settings)
         results = []
         for kind in dict.fromkeys([retriever, "none"]):
@@ -219,6 +220,15 @@ def register(app: typer.Typer, settings_for) -> None:
         console.print(table)
         if out:
             out.write_text(json.dumps(results, indent=2))
+
+
+def parse_levels(levels: str | None) -> set[int] | None:
+    if not levels:
+        return None
+    try:
+        return {int(level) for level in levels.split(",")}
+    except ValueError:
+        raise typer.BadParameter(f"levels must be comma-separated integers, got {levels!r}") from None
 
 
 def _title_lookup(engine):
