@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from rader.app.cli_agent import register as register_agent_commands
+from rader.app.cli_ui import register as register_ui_command
 from rader.app.settings import Settings, config_path, flatten, load_settings
 from rader.app.wiring import configure_logging, corpus_from_settings, retriever_from_settings
 from rader.retriever import RETRIEVER_NAMES, RaderError
@@ -260,6 +261,7 @@ def eval_command(
 
 
 register_agent_commands(app, _settings)
+register_ui_command(app, _settings)
 
 
 def main(argv: list[str] | None = None) -> None:

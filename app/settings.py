@@ -92,6 +92,16 @@ class AgentSettings(BaseModel):
         return AgentConfig(**self.model_dump(exclude={"retriever"}))
 
 
+class UISettings(BaseModel):
+    """The student's web page (`rader ui`)."""
+
+    host: str = Field("127.0.0.1", description="address to bind; 0.0.0.0 opens it to the network")
+    port: int = Field(7860, ge=1, le=65535, description="port of the page")
+    share: bool = Field(False, description="also open a public gradio.live link")
+    concurrency: int | None = Field(None, ge=1, description="runs served at once (default: llm.parallel)")
+    queue_size: int = Field(32, ge=1, description="runs that may wait for a free slot")
+
+
 def default_home() -> Path:
     return Path(os.environ.get(f"{ENV_PREFIX}HOME") or Path.home() / ".rader").expanduser()
 
@@ -110,6 +120,7 @@ class Settings(BaseSettings):
     retriever: RetrieverSettings = Field(default_factory=RetrieverSettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)
     agent: AgentSettings = Field(default_factory=AgentSettings)
+    ui: UISettings = Field(default_factory=UISettings)
 
     toml_file: ClassVar[Path | None] = None
 

@@ -1,0 +1,258 @@
+"""The student's page, for real: `rader ui` in a subprocess with SmolLM2 and BM25 on the built-in
+corpus, driven by Debian's Chromium through Playwright, and by `gradio_client` for scripts.
+
+One server serves the module (three llama.cpp slots, so that three sessions really run at
+once). Screenshots go to test-artifacts/ui/. The store is read through a read-only SQLite
+connection: opening a `TrajectoryStore` would mark the server's live runs as interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from rader.agent.records import Trajectory
+from rader.ui.examples import problem_for
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"]
+RUN_TIMEOUT_S = 150  # one SmolLM2 step on two shared cores, with margin for a busy machine
+FINISHED = re.compile(r"✅|⏹|⚠")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    def __init__(self, url: str, home: Path, model: str, log: Path) -> None:
+        self.url, self.home, self.model, self.log = url, home, model, log
+
+    def rows(self, sql: str, *args) -> list[tuple]:
+        with sqlite3.connect(f"file:{self.home / 'trajectories.db'}?mode=ro", uri=True) as db:
+            return db.execute(sql, args).fetchall()
+
+    def trajectories(self, problem_id: str) -> list[Trajectory]:
+        rows = self.rows("SELECT data FROM trajectories WHERE problem_id=? ORDER BY started_at", problem_id)
+        return [Trajectory.from_dict(json.loads(data)) for (data,) in rows]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, smollm_path, artifacts):
+    if not Path(CHROMIUM).is_file():
+        pytest.fail("the browser tests need Debian's chromium: apt-get install chromium")
+    home = tmp_path_factory.mktemp("ui") / "home"
+    port = free_port()
+    env = {
+        **os.environ, "RADER_HOME": str(home), "RADER_CONFIG": str(home / "none.toml"),
+        "RADER_LLM__MODEL": str(smollm_path), "RADER_LLM__CONTEXT": "2048", "RADER_LLM__PARALLEL": "3",
+        "RADER_AGENT__RETRIEVER": "bm25", "RADER_AGENT__MAX_STEPS": "1", "RADER_AGENT__K": "1",
+        "RADER_AGENT__STEP_TOKENS": "48", "GRADIO_ANALYTICS_ENABLED": "False",
+    }
+    log = artifacts / "ui" / "server.log"
+    log.parent.mkdir(exist_ok=True)
+    with log.open("w") as out:
+        process = subprocess.Popen([sys.executable, "-m", "rader.app.cli", "ui", "--port", str(port)],
+                                   env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=5)
+            break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                pytest.fail(f"rader ui did not start:\n{log.read_text()[-3000:]}")
+            time.sleep(0.5)
+    yield Server(url, home, str(smollm_path), log)
+    process.terminate()
+    process.wait(30)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with playwright_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser, server):
+    context = browser.new_context(viewport={"width": 1280, "height": 1000}, accept_downloads=True)
+    page = context.new_page()
+    page.goto(server.url)
+    page.get_by_label("Problem").wait_for()
+    yield page
+    context.close()
+
+
+def screenshot(page, artifacts: Path, name: str) -> None:
+    page.screenshot(path=str(artifacts / "ui" / f"{name}.png"), full_page=True)
+
+
+def status(page) -> str:
+    return page.locator("#rd-status").inner_text()
+
+
+def wait_for_status(page, pattern: re.Pattern | str, timeout_s: float = RUN_TIMEOUT_S) -> str:
+    deadline = time.monotonic() + timeout_s
+    while not re.search(pattern, text := status(page)):
+        assert time.monotonic() < deadline, f"status never matched {pattern!r}; last: {text!r}"
+        time.sleep(0.25)
+    return text
+
+
+def submit(page, problem: str, gold: str = "") -> None:
+    page.get_by_label("Problem").fill(problem)
+    page.get_by_label("Gold answer", exact=False).fill(gold)
+    page.get_by_role("button", name="Run", exact=True).click()
+
+
+def test_rader_ui_binds_localhost_by_default(server):
+    # the fixture passed only --port: the address is the settings' default
+    assert f"Running on local URL:  {server.url.rstrip('/')}" in server.log.read_text()
+
+
+def test_a_run_streams_steps_and_cards_and_a_thumb_is_stored_as_a_human_judgment(page, server, artifacts):
+    problem = r"Find $x$ if $2x + 3 = 11$."
+    submit(page, problem, "4")
+    # steps stream in: the first theorem card shows while the run is still going
+    page.locator(".rd-card").first.wait_for(timeout=RUN_TIMEOUT_S * 1000)
+    assert "running" in status(page)
+    screenshot(page, artifacts, "run-streaming")
+    final = wait_for_status(page, FINISHED)
+    assert "✅" in final, final
+    assert page.get_by_role("heading", name="Step 1").is_visible()
+    assert page.locator(".rd-problem .katex").count() >= 2  # $x$ and $2x + 3 = 11$ typeset
+    assert page.locator(".rd-kind").first.is_visible()  # the queries the agent wrote
+    assert "model:" in page.locator(".rd-card").first.inner_text()  # the relevance verdict
+    answer = page.locator("#rd-answer").inner_text()
+    assert "1 steps" in answer and "tokens" in answer and "gold answer" in answer
+    stored, = server.trajectories(problem_for(problem, "4").id)
+    assert stored.status in ("done", "budget_exhausted") and len(stored.steps) == 1
+    assert stored.id[:12] in answer
+
+    card = page.locator(".rd-card-row").first
+    theorem_id = stored.steps[0].hits[0].theorem_id
+    assert theorem_id in card.inner_text()
+    card.get_by_role("button", name="👍 helped").click()
+    page.locator(".rd-card-row .rd-human").first.wait_for(timeout=30_000)
+    assert "you: 👍 helped" in page.locator(".rd-card-row").first.inner_text()
+    screenshot(page, artifacts, "run-feedback")
+    judgments = server.rows("SELECT step_index, theorem_id, relevant FROM human_judgments "
+                            "WHERE trajectory_id=?", stored.id)
+    assert judgments == [(1, theorem_id, 1)]
+
+
+def test_stop_ends_the_run_cleanly_and_stores_it_interrupted(page, server, artifacts):
+    page.get_by_label("number input for Max steps").fill("20")
+    page.get_by_label("number input for Max steps").press("Enter")
+    problem = "Count the primes below 100, one step per prime."
+    submit(page, problem)
+    page.get_by_role("heading", name="Step 1 · in progress").wait_for(timeout=RUN_TIMEOUT_S * 1000)
+    page.get_by_role("button", name="Stop", exact=True).click()
+    final = wait_for_status(page, FINISHED)
+    assert "⏹" in final and "interrupted" in final, final
+    screenshot(page, artifacts, "stopped")
+    stored, = server.trajectories(problem_for(problem, None).id)
+    assert stored.status == "interrupted" and stored.finished_at is not None
+    assert len(stored.steps) <= 1  # Stop came during step 1: the run ended at the next node
+
+
+def test_errors_are_messages_in_the_page_never_tracebacks(page, artifacts):
+    page.get_by_role("button", name="Run", exact=True).click()
+    assert "Type a problem" in wait_for_status(page, "⚠", 30)
+    model = page.get_by_role("combobox", name="Model")
+    model.fill("gpt-9")
+    model.press("Enter")
+    submit(page, "What is 1 + 1?")
+    message = wait_for_status(page, "unknown model|✅|⏹", 60)  # the old message stays until then
+    assert "⚠ unknown model 'gpt-9'" in message and "catalog" in message
+    screenshot(page, artifacts, "error")
+    assert "Traceback" not in page.content()
+
+
+@pytest.fixture(scope="module")
+def scripted_run(server):
+    """One run through the API, as a developer's script would start it."""
+    from gradio_client import Client
+
+    client = Client(server.url, verbose=False)
+    status_html, answer_html, record, download = client.predict(
+        "What is $3 + 4$?", "7", "bm25", "minilm", server.model, 1, 1, 600, api_name="/solve")
+    return client, status_html, answer_html, record, download
+
+
+def test_gradio_client_solves_lists_opens_and_gives_feedback(server, scripted_run):
+    client, status_html, answer_html, record, download = scripted_run
+    assert "✅" in status_html and record["problem"]["text"] == "What is $3 + 4$?"
+    assert record["status"] in ("done", "budget_exhausted") and record["id"][:12] in answer_html
+    assert json.loads(Path(download).read_text())["id"] == record["id"]
+    table = client.predict(api_name="/history")
+    assert record["id"][:12] in [row[0] for row in table["data"]]
+    _, _, reopened, _ = client.predict(record["id"][:10], api_name="/open")
+    assert reopened["id"] == record["id"] and reopened["steps"] == record["steps"]
+    hit = record["steps"][0]["hits"][0]
+    saved = client.predict(record["id"], 1, hit["theorem_id"], False, api_name="/feedback")
+    assert saved.startswith("saved")
+    assert server.rows("SELECT relevant FROM human_judgments WHERE trajectory_id=? AND theorem_id=?",
+                       record["id"], hit["theorem_id"]) == [(0,)]
+    assert client.predict("nope", 1, "x", True, api_name="/feedback").startswith("not saved")
+
+
+def test_history_reopens_replays_and_downloads_a_stored_run(page, scripted_run, artifacts):
+    record = scripted_run[3]
+    page.get_by_role("tab", name="History").click()
+    cell = page.get_by_role("gridcell", name=record["id"][:12])
+    cell.wait_for(timeout=30_000)
+    cell.click()
+    assert record["id"][:12] in wait_for_status(page, "opened", 30)
+    assert "What is" in page.locator(".rd-problem").inner_text()
+    assert page.get_by_role("heading", name="Step 1").is_visible()
+    screenshot(page, artifacts, "history-open")
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download trajectory JSON").click()
+    assert json.loads(Path(download.value.path()).read_text())["id"] == record["id"]
+    page.get_by_role("tab", name="History").click()
+    page.get_by_role("button", name="Replay").click()
+    wait_for_status(page, "replayed", 30)
+    assert page.get_by_role("heading", name="Step 1").is_visible()
+
+
+def test_three_sessions_at_once_each_see_their_own_run(browser, server, artifacts):
+    fruits = ("apples", "pears", "plums")
+    problems = {fruit: f"Ann has 3 {fruit} and buys 4 more. How many {fruit} has she?" for fruit in fruits}
+    contexts = [browser.new_context(viewport={"width": 1280, "height": 1000}) for _ in fruits]
+    pages = dict(zip(fruits, (context.new_page() for context in contexts), strict=True))
+    try:
+        for page in pages.values():
+            page.goto(server.url)
+            page.get_by_label("Problem").wait_for()
+        for fruit, page in pages.items():  # all three submitted before any finishes
+            submit(page, problems[fruit], "7")
+        for number, (fruit, page) in enumerate(pages.items(), 1):
+            assert "✅" in wait_for_status(page, FINISHED)
+            screenshot(page, artifacts, f"session-{number}")
+            stored, = server.trajectories(problem_for(problems[fruit], "7").id)
+            assert stored.id[:12] in page.locator("#rd-answer").inner_text()
+            shown = page.locator(".rd-problem").inner_text()
+            assert [other for other in fruits if other in shown] == [fruit]
+    finally:
+        for context in contexts:
+            context.close()
