@@ -2,8 +2,8 @@
 corpus, driven by Debian's Chromium through Playwright, and by `gradio_client` for scripts.
 
 One server serves the module (three llama.cpp slots, so that three sessions really run at
-once). Screenshots go to test-artifacts/ui/. The store is read through a read-only SQLite
-connection: opening a `TrajectoryStore` would mark the server's live runs as interrupted.
+once). Screenshots go to test-artifacts/ui/. The tests read the server's store as any other
+process may: a `TrajectoryStore` opened beside a live writer leaves its running rows alone.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import json
 import os
 import re
 import socket
-import sqlite3
 import subprocess
 import sys
 import time
@@ -21,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from rader.agent.records import Trajectory
+from rader.agent.records import Judgment, Trajectory
+from rader.agent.store import TrajectoryStore
 from rader.ui.examples import problem_for
 
 playwright_api = pytest.importorskip("playwright.sync_api")
@@ -41,14 +41,11 @@ def free_port() -> int:
 class Server:
     def __init__(self, url: str, home: Path, model: str, log: Path) -> None:
         self.url, self.home, self.model, self.log = url, home, model, log
-
-    def rows(self, sql: str, *args) -> list[tuple]:
-        with sqlite3.connect(f"file:{self.home / 'trajectories.db'}?mode=ro", uri=True) as db:
-            return db.execute(sql, args).fetchall()
+        self.store = TrajectoryStore(home / "trajectories.db")
 
     def trajectories(self, problem_id: str) -> list[Trajectory]:
-        rows = self.rows("SELECT data FROM trajectories WHERE problem_id=? ORDER BY started_at", problem_id)
-        return [Trajectory.from_dict(json.loads(data)) for (data,) in rows]
+        """Stored runs of one problem, oldest first, with the human judgments on them."""
+        return [self.store.get(row["id"]) for row in reversed(self.store.list(problem_id=problem_id))]
 
 
 @pytest.fixture(scope="module")
@@ -155,9 +152,9 @@ def test_a_run_streams_steps_and_cards_and_a_thumb_is_stored_as_a_human_judgment
     page.locator(".rd-card-row .rd-human").first.wait_for(timeout=30_000)
     assert "you: 👍 helped" in page.locator(".rd-card-row").first.inner_text()
     screenshot(page, artifacts, "run-feedback")
-    judgments = server.rows("SELECT step_index, theorem_id, relevant FROM human_judgments "
-                            "WHERE trajectory_id=?", stored.id)
-    assert judgments == [(1, theorem_id, 1)]
+    step, = server.store.get(stored.id).steps
+    assert [j for j in step.judgments if j.judge == "human"] == [
+        Judgment(theorem_id, True, "student feedback in the UI", None, "human")]
 
 
 def test_stop_ends_the_run_cleanly_and_stores_it_interrupted(page, server, artifacts):
@@ -211,9 +208,23 @@ def test_gradio_client_solves_lists_opens_and_gives_feedback(server, scripted_ru
     hit = record["steps"][0]["hits"][0]
     saved = client.predict(record["id"], 1, hit["theorem_id"], False, api_name="/feedback")
     assert saved.startswith("saved")
-    assert server.rows("SELECT relevant FROM human_judgments WHERE trajectory_id=? AND theorem_id=?",
-                       record["id"], hit["theorem_id"]) == [(0,)]
+    human = [j for j in server.store.get(record["id"]).steps[0].judgments if j.judge == "human"]
+    assert [(j.theorem_id, j.relevant) for j in human] == [(hit["theorem_id"], False)]
     assert client.predict("nope", 1, "x", True, api_name="/feedback").startswith("not saved")
+
+
+def test_gradio_client_cancel_stops_the_run_and_stores_it_interrupted(server, scripted_run):
+    client = scripted_run[0]
+    job = client.submit("Count the primes below 100, one step per prime.", "", "bm25", "minilm",
+                        server.model, 20, 1, 600, api_name="/solve")
+    deadline = time.monotonic() + RUN_TIMEOUT_S
+    while not (records := [out[2] for out in job.outputs() if isinstance(out[2], dict) and "id" in out[2]]):
+        assert time.monotonic() < deadline and not job.done(), "the run never started"
+        time.sleep(0.25)
+    assert job.cancel()  # Gradio closes the run's generator; the worker ends at the next node
+    while (status := server.store.get(records[0]["id"]).status) != "interrupted":
+        assert time.monotonic() < deadline, status
+        time.sleep(0.25)
 
 
 def test_history_reopens_replays_and_downloads_a_stored_run(page, scripted_run, artifacts):

@@ -16,8 +16,8 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import logging
 import tempfile
 import time
 from functools import partial
@@ -32,10 +32,9 @@ from rader.app.settings import Settings
 from rader.app.wiring import corpus_from_settings, store_from_settings
 from rader.retriever import BUILTIN_ENCODERS, Hit, RaderError, Theorem
 from rader.ui import render
-from rader.ui.examples import load_examples, problem_for
+from rader.ui.examples import Example, load_examples, problem_for
 from rader.ui.session import AgentCache, LiveRun, RunChoices, Snapshot
 
-log = logging.getLogger(__name__)
 RETRIEVERS = ["none", "bm25", "dense", "hybrid"]
 HISTORY_HEADERS = ["id", "started", "status", "verified", "steps", "model", "retriever", "problem"]
 REPLAY_STEP_S = 0.6  # pause between steps when a stored run is replayed
@@ -94,7 +93,14 @@ class Controller:
         choices = RunChoices(retriever, (encoder or "").strip() or self.settings.retriever.encoder,
                              (model or "").strip() or self.settings.llm.model,
                              int(max_steps), int(k), float(max_seconds))
-        config = {"llm": {**self.settings.llm.model_dump(), "model": choices.model}, "ui": choices._asdict()}
+        try:
+            chosen = self.agents.settings_for(choices)
+        except RaderError as err:
+            yield self.message("error", str(err))
+            return
+        # recorded like `rader solve` records its runs, plus the encoder a dense retriever used
+        config = {"llm": chosen.llm.model_dump(), "agent": chosen.agent.model_dump(),
+                  "retriever": chosen.retriever.model_dump(), "source": "ui"}
         run = LiveRun(partial(self.agents.get, choices), problem_for(problem, answer),
                       store=self.store, config=config).start()
         self.runs[request.session_hash] = run
@@ -189,10 +195,9 @@ class Controller:
             return
         steps = trajectory.steps
         for shown in range(len(steps)):
-            partial_run = Trajectory.from_dict({**trajectory.to_dict(), "steps": []})
-            partial_run.steps = steps[:shown]
             line = f"replaying {trajectory.id[:12]}: step {shown + 1} of {len(steps)}"
-            yield self.shown(partial_run, render.status_html("running", line), final=False)
+            yield self.shown(dataclasses.replace(trajectory, steps=steps[:shown]),
+                             render.status_html("running", line), final=False)
             time.sleep(REPLAY_STEP_S)
         yield self.shown(trajectory, render.status_html("done", f"replayed {trajectory.id[:12]} "
                                                                 f"({trajectory.status})"))
@@ -258,7 +263,7 @@ def markdown(value: str) -> gr.Markdown:
     return gr.Markdown(value, latex_delimiters=render.LATEX_DELIMITERS, sanitize_html=True)
 
 
-def _problem_box(examples) -> tuple[gr.Textbox, gr.Textbox, gr.Button, gr.Button]:
+def _problem_box(examples: tuple[Example, ...]) -> tuple[gr.Textbox, gr.Textbox, gr.Button, gr.Button]:
     problem = gr.Textbox(label="Problem", lines=3, placeholder="e.g. If $4^6=8^n$, what is $n$?")
     gold = gr.Textbox(label="Gold answer (optional: the answer is verified against it)", max_lines=1)
     with gr.Row():

@@ -28,9 +28,9 @@ class Example(NamedTuple):
     @property
     def label(self) -> str:
         """Subject, level and the problem's start, for the examples' buttons."""
-        level = f" (level {self.level})" if self.level else ""
+        level = f" · L{self.level}" if self.level else ""
         start = " ".join(self.problem.text.split())
-        return f"{self.subject}{level}: " + (start if len(start) <= 42 else start[:40] + "…")
+        return f"{self.subject}{level} · " + (start if len(start) <= 30 else start[:28] + "…")
 
 
 @cache

@@ -59,6 +59,7 @@ class AgentCache:
         self._lock = threading.Lock()
 
     def settings_for(self, choices: RunChoices) -> Settings:
+        """The settings in force with the page's choices on top (budgets validated like any)."""
         base = self.settings
         try:
             agent = AgentSettings.model_validate({**base.agent.model_dump(), "max_steps": choices.max_steps,
@@ -74,6 +75,8 @@ class AgentCache:
     def get(self, choices: RunChoices, progress: Progress | None = None) -> AgentParts:
         if choices.retriever in ("none", "bm25"):  # the encoder plays no part: share one build
             choices = choices._replace(encoder="")
+        if choices in self._parts:  # built: no waiting behind another session's build
+            return self._parts[choices]
         with self._lock:
             if choices not in self._parts:
                 if len(self._parts) >= self.size:
