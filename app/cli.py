@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from rader.app.cli_agent import register as register_agent_commands
+from rader.app.cli_training import register as register_training_commands
 from rader.app.cli_ui import register as register_ui_command
 from rader.app.settings import Settings, config_path, flatten, load_settings
 from rader.app.wiring import configure_logging, corpus_from_settings, retriever_from_settings
@@ -24,8 +25,9 @@ from rader.retriever import RETRIEVER_NAMES, RaderError
 app = typer.Typer(
     name="rader",
     help="rader: retrieval-augmented math reasoning with reasoning-aware dense retrievers.\n\n"
-    "Solve problems with a retrieval-augmented agent (solve), search theorem corpora with BM25, "
-    "a dense encoder or both fused (search, index, corpus), evaluate retrievers (eval), and "
+    "Solve problems with a retrieval-augmented agent (solve, ui), search theorem corpora with BM25, "
+    "a dense encoder or both fused (search, index, corpus), evaluate retrievers (eval), harvest "
+    "trajectories and train a retriever on them (harvest, dataset, train, models register), and "
     "manage models, trajectories and settings.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -177,7 +179,7 @@ def index_build(
     kind = settings.retriever.kind
     docs = corpus_from_settings(settings)
     store = IndexStore(settings.home)
-    options = settings.retriever.options()
+    options = settings.retriever.options(settings.home)
     started = time.perf_counter()
     if kind in ("bm25", "hybrid"):
         if force or store.load_bm25(docs) is None:  # a stale index raises with the fix
@@ -261,6 +263,7 @@ def eval_command(
 
 
 register_agent_commands(app, _settings)
+register_training_commands(app, _settings)
 register_ui_command(app, _settings)
 
 

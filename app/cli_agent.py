@@ -11,10 +11,11 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 from rich.table import Table
 
-from rader.retriever import RaderError
+from rader.retriever import RaderError, register_encoder, registered_encoders
 
 console = Console()
-models_app = typer.Typer(help="The LLM catalog: list models, fetch weights.", no_args_is_help=True)
+models_app = typer.Typer(help="The LLM catalog (list, fetch) and trained encoders (register).",
+                         no_args_is_help=True)
 trajectories_app = typer.Typer(help="Stored agent runs: list, show, export.", no_args_is_help=True)
 bench_app = typer.Typer(help="Measure the relevance judge and the agent.", no_args_is_help=True)
 
@@ -55,12 +56,11 @@ def register(app: typer.Typer, settings_for) -> None:
                                 agent={"max_steps": max_steps} if max_steps else None)
         progress, on_bytes = _download_progress()
         with progress:
-            graph, model_name, kind, engine = agent_from_settings(settings, retriever=retriever,
-                                                                  progress=on_bytes)
-        renderer = None if as_json else RunRenderer(console, _title_lookup(engine))
+            parts = agent_from_settings(settings, retriever=retriever, progress=on_bytes)
+        renderer = None if as_json else RunRenderer(console, _title_lookup(parts.retriever))
         trajectory = run_problem(
-            graph, Problem(id="cli", text=problem, answer=answer, source="cli"),
-            store=store_from_settings(settings), model=model_name, retriever=kind,
+            parts.graph, Problem(id="cli", text=problem, answer=answer, source="cli"),
+            store=store_from_settings(settings), model=parts.model, retriever=parts.retriever_name,
             config={"llm": settings.llm.model_dump(), "agent": settings.agent.model_dump()},
             on_update=renderer)
         if as_json:
@@ -80,6 +80,28 @@ def register(app: typer.Typer, settings_for) -> None:
             fetched = "yes" if cached_path(name, settings.home) else ""
             table.add_row(name + mark, f"{entry.size / 2**20:.0f} MiB", fetched, entry.description)
         console.print(table)
+        encoders = registered_encoders(settings.home)
+        if encoders:
+            table = Table(title="registered encoders (retriever.encoder = NAME)")
+            for column in ("name", "base", "dev nDCG@10", "path"):
+                table.add_column(column)
+            for name, info in encoders.items():
+                table.add_row(name, str(info["base"]), str((info["metrics"] or {}).get("ndcg@10", "")),
+                              info["path"])
+            console.print(table)
+
+    @models_app.command("register")
+    def models_register(
+        ctx: typer.Context,
+        folder: Annotated[Path, typer.Argument(help="a trained encoder folder (from `rader train`)")],
+        name: Annotated[str, typer.Option(help="the name to select it by")],
+        replace: Annotated[bool, typer.Option(help="overwrite an encoder of that name")] = False,
+    ) -> None:
+        """Make a trained encoder selectable by name (retriever.encoder = NAME)."""
+        settings = settings_for(ctx)
+        path = register_encoder(folder, name, settings.home, replace=replace)
+        console.print(f"registered {name}: {path}\nselect it with RADER_RETRIEVER__ENCODER={name} "
+                      f"(or --encoder {name}, or the UI's retriever list)", highlight=False)
 
     @models_app.command("fetch")
     def models_fetch(ctx: typer.Context, name: Annotated[str, typer.Argument(help="catalog name")]) -> None:
@@ -203,10 +225,10 @@ def register(app: typer.Typer, settings_for) -> None:
         for kind in dict.fromkeys([retriever, "none"]):
             progress, on_bytes = _download_progress()
             with progress:
-                graph, model_name, _, _ = agent_from_settings(settings, retriever=kind, progress=on_bytes)
+                parts = agent_from_settings(settings, retriever=kind, progress=on_bytes)
             with Progress(console=console) as bar:
                 task = bar.add_task(f"retriever {kind}", total=len(items))
-                results.append(bench_agent(graph, items, store=store, model=model_name, retriever=kind,
+                results.append(bench_agent(parts.graph, items, store=store, model=parts.model, retriever=kind,
                                            concurrency=concurrency,
                                            progress=lambda n, t=task: bar.update(t, completed=n)))
         table = Table(title=f"agent on {len(items)} problems of {problems.name}, model {settings.llm.model}")

@@ -26,6 +26,7 @@ from pydantic_settings import (
 )
 
 from rader.retriever import RaderError, RetrieverOptions
+from rader.retriever.registry import encoder_location
 
 ENV_PREFIX = "RADER_"
 
@@ -43,14 +44,19 @@ class RetrieverSettings(BaseModel):
     depth: int = Field(100, ge=1, description="hits per retriever before fusion")
     batch_size: int = Field(32, ge=1, description="encoder batch size")
 
-    def options(self) -> RetrieverOptions:
-        return RetrieverOptions(**self.model_dump(exclude={"kind", "k"}))
+    def options(self, home: Path | None = None) -> RetrieverOptions:
+        """Index options; with ``home``, a registered encoder name becomes its folder."""
+        options = self.model_dump(exclude={"kind", "k"})
+        if home is not None:
+            options["encoder"] = encoder_location(self.encoder, home)
+        return RetrieverOptions(**options)
 
 
 class LLMSettings(BaseModel):
     """Which language model runs the agent, and how it is called."""
 
-    backend: Literal["llamacpp", "openai", "transformers"] = Field("llamacpp", description="runtime")
+    backend: Literal["llamacpp", "openai", "transformers", "vllm"] = Field(
+        "llamacpp", description="runtime: llamacpp | openai (a server) | transformers | vllm (in-process)")
     model: str = Field("qwen2.5-coder-1.5b",
                        description="catalog name, .gguf path, HF checkpoint folder, or server model")
     base_url: str | None = Field(None, description="OpenAI-compatible server URL (backend openai)")

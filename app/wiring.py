@@ -32,7 +32,7 @@ def shared_encoder(name: str, batch_size: int) -> Encoder:
 def retriever_from_settings(settings: Settings, corpus: Corpus | None = None,
                             kind: str | None = None) -> Retriever:
     kind = kind or settings.retriever.kind
-    options = settings.retriever.options()
+    options = settings.retriever.options(settings.home)
     return open_retriever(
         kind,
         corpus if corpus is not None else corpus_from_settings(settings),
@@ -54,6 +54,7 @@ class AgentParts(NamedTuple):
     model: str
     retriever_name: str
     retriever: Retriever | None
+    llm: Any = None  # the chat model the graph calls
 
 
 def agent_from_settings(settings: Settings, *, retriever: str | None = None, progress=None) -> AgentParts:
@@ -69,4 +70,21 @@ def agent_from_settings(settings: Settings, *, retriever: str | None = None, pro
     llm = chat_model(llm_config, home=settings.home)
     engine = None if kind == "none" else retriever_from_settings(settings, kind=kind)
     graph = build_graph(llm=llm, retriever=engine, settings=settings.agent.config())
-    return AgentParts(graph, llm_config.model, kind, engine)
+    return AgentParts(graph, llm_config.model, kind, engine, llm)
+
+
+def graph_sampler(settings: Settings, retriever: str, seed: int = 0):
+    """Build the agent once; return ``sample -> graph`` whose model calls use seed ``seed + sample``
+    (samples differ only when the temperature is above zero). Picklable with its arguments,
+    so Ray workers call it to build their own agent."""
+    from rader.agent.graph import build_graph
+
+    parts = agent_from_settings(settings, retriever=retriever)
+    config = settings.agent.config()
+
+    def graph_for_sample(sample: int):
+        if settings.llm.temperature <= 0:
+            return parts.graph
+        return build_graph(llm=parts.llm.bind(seed=seed + sample), retriever=parts.retriever, settings=config)
+
+    return graph_for_sample

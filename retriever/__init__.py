@@ -20,6 +20,7 @@ from .evaldata import EvalQuery, load_qrels, load_queries, qrels_from_queries
 from .evaluation import METRICS, EvalRow, evaluate
 from .hybrid import FUSION_METHODS, HybridIndex, fuse
 from .indexes import IndexManifest, IndexStore
+from .registry import encoder_location, register_encoder, registered_encoders
 from .retrievers import Retriever, RetrieverOptions, clean_query, open_retriever
 from .tokenizer import MathTokenizer
 from .types import QUERY_KINDS, RETRIEVER_NAMES, Hit, Query, QueryKind, Theorem
@@ -55,6 +56,7 @@ __all__ = [
     "Theorem",
     "builtin_corpus",
     "clean_query",
+    "encoder_location",
     "evaluate",
     "fuse",
     "load_encoder",
@@ -64,4 +66,6 @@ __all__ = [
     "open_retriever",
     "qrels_from_queries",
     "read_corpus",
+    "register_encoder",
+    "registered_encoders",
 ]

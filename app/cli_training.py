@@ -1,0 +1,164 @@
+"""`rader harvest`, `rader dataset build`, `rader train`: the learning loop's commands."""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+console = Console()
+dataset_app = typer.Typer(help="Turn stored trajectories into retriever training data.", no_args_is_help=True)
+
+
+def _table(title: str, values: dict) -> Table:
+    table = Table(title=title)
+    table.add_column("")
+    table.add_column("value", justify="right")
+    for key, value in values.items():
+        table.add_row(key, json.dumps(value) if isinstance(value, dict | list) else str(value))
+    return table
+
+
+def register(app: typer.Typer, settings_for) -> None:
+    app.add_typer(dataset_app, name="dataset")
+
+    @app.command()
+    def harvest(
+        ctx: typer.Context,
+        problems: Annotated[Path, typer.Option(help="JSON Lines problems with gold answers")],
+        limit: Annotated[int | None, typer.Option(help="at most N problems")] = None,
+        shuffle_seed: Annotated[int | None, typer.Option(help="draw the problems at random with this seed")]
+        = None,
+        levels: Annotated[str | None, typer.Option(help="only these difficulty levels, e.g. 1,2,3")] = None,
+        samples: Annotated[int, typer.Option(min=1, help="trajectories per problem")] = 1,
+        temperature: Annotated[float | None, typer.Option(
+            help="sampling temperature (default: 0.7 with --samples > 1, else the settings')")] = None,
+        seed: Annotated[int, typer.Option(help="sample k is seeded with seed + k")] = 0,
+        concurrency: Annotated[int, typer.Option(min=1, help="runs at once (llama.cpp slots)")] = 1,
+        retriever: Annotated[str | None, typer.Option(help="bm25, dense or hybrid (default: settings)")]
+        = None,
+        model: Annotated[str | None, typer.Option(help="catalog name, .gguf path or model folder")] = None,
+        ray: Annotated[str | None, typer.Option(
+            help="run on Ray: 'local' starts it here, or a cluster address ('auto', ray://head:10001)")]
+        = None,
+        workers: Annotated[int, typer.Option(min=1, help="Ray actors (each loads the model)")] = 2,
+    ) -> None:
+        """Run the agent over a problem set, K samples a problem; rerun to resume after a crash."""
+        from rader.agent.bench import load_problems
+        from rader.app.cli_agent import parse_levels
+        from rader.app.wiring import graph_sampler, store_from_settings
+        from rader.training.harvest import HarvestSpec
+        from rader.training.harvest import harvest as run_harvest
+
+        base = settings_for(ctx)
+        llm = {"parallel": concurrency, **({"model": model} if model else {})}
+        if temperature is not None or samples > 1:
+            llm["temperature"] = 0.7 if temperature is None else temperature
+        settings = settings_for(ctx, llm=llm)
+        kind = retriever or base.agent.retriever
+        items = load_problems(problems, limit, shuffle_seed=shuffle_seed, levels=parse_levels(levels))
+        store = store_from_settings(settings)
+        spec = HarvestSpec(model=settings.llm.model, retriever=kind, samples=samples,
+                           temperature=settings.llm.temperature, seed=seed)
+        factory = functools.partial(graph_sampler, settings, kind, seed)
+        columns = ("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                   TimeElapsedColumn(), "eta", TimeRemainingColumn())
+        with Progress(*columns, console=console, disable=not settings.show_progress) as bar:
+            task = bar.add_task("harvest", total=len(items) * samples)
+
+            def advance(trajectory) -> None:
+                bar.advance(task)
+
+            if ray:
+                from rader.training.ray_harvest import harvest_on_ray
+
+                summary = harvest_on_ray(items, factory, store=store, spec=spec, workers=workers,
+                                         address=ray, on_result=advance)
+            else:
+                summary = run_harvest(items, factory(), store=store, spec=spec, concurrency=concurrency,
+                                      on_result=advance)
+        values = {k: getattr(summary, k) for k in ("planned", "skipped", "ran", "done", "budget_exhausted",
+                                                    "verified", "failed")}
+        values |= {"seconds": round(summary.seconds, 1), "runs/hour": round(summary.runs_per_hour, 1),
+                   "store": str(store.path)}
+        console.print(_table(f"harvest of {problems.name}: {spec.model}, retriever {kind}", values))
+
+    @dataset_app.command("build")
+    def dataset_build(
+        ctx: typer.Context,
+        out: Annotated[Path, typer.Option(help="output folder (replaced atomically)")],
+        dev_fraction: Annotated[float, typer.Option(help="share of problems held out as dev")] = 0.1,
+        seed: Annotated[int, typer.Option(help="seed of the train/dev split")] = 0,
+        mine: Annotated[Literal["none", "bm25", "dense", "hybrid"], typer.Option(
+            help="retriever that mines extra hard negatives")] = "hybrid",
+        mined_per_query: Annotated[int, typer.Option(help="mined negatives per query")] = 3,
+        margin: Annotated[float, typer.Option(
+            help="drop mined negatives scored within this fraction of the positive (likely positives)")]
+        = 0.05,
+        model: Annotated[str | None, typer.Option(help="only trajectories of this model")] = None,
+    ) -> None:
+        """Positives, hard negatives and queries of every kind from the stored trajectories."""
+        from rader.app.wiring import (
+            corpus_from_settings,
+            retriever_from_settings,
+            shared_encoder,
+            store_from_settings,
+        )
+        from rader.training.dataset import build_examples, split_by_problem, write_dataset
+
+        settings = settings_for(ctx)
+        corpus = corpus_from_settings(settings)
+        store = store_from_settings(settings)
+        miner = None if mine == "none" else retriever_from_settings(settings, corpus, kind=mine)
+        options = settings.retriever.options(settings.home)
+        encoder = None if mine == "none" else shared_encoder(options.encoder, options.batch_size)
+        with console.status("building examples"):
+            examples, report = build_examples(store.iter_trajectories(model=model), corpus, miner=miner,
+                                              encoder=encoder, mined_per_query=mined_per_query, margin=margin)
+            train, dev = split_by_problem(examples, dev_fraction=dev_fraction, seed=seed)
+            folder = write_dataset(out, train, dev, report, corpus=corpus, meta={
+                "store": str(store.path), "corpora": settings.corpora, "mine": mine, "margin": margin,
+                "dev_fraction": dev_fraction, "seed": seed, "model_filter": model})
+        stats = json.loads((folder / "stats.json").read_text())
+        console.print(_table(f"dataset {folder}", {**stats["build"], "train": stats["train"],
+                                                   "dev": stats["dev"]}))
+
+    @app.command()
+    def train(
+        ctx: typer.Context,
+        data: Annotated[Path, typer.Option(help="folder written by `rader dataset build`")],
+        out: Annotated[Path, typer.Option(help="where the trained model goes")],
+        base: Annotated[str, typer.Option(help="encoder to start from: built-in name or folder")] = "minilm",
+        epochs: Annotated[float, typer.Option(help="passes over the training rows")] = 1.0,
+        batch_size: Annotated[int, typer.Option(help="examples per step (in-batch negatives)")] = 32,
+        mini_batch_size: Annotated[int, typer.Option(help="cached loss chunk size (memory)")] = 16,
+        learning_rate: Annotated[float, typer.Option(help="peak learning rate")] = 2e-5,
+        loss: Annotated[Literal["cached_mnrl", "mnrl"], typer.Option(help="InfoNCE variant")] = "cached_mnrl",
+        lora: Annotated[bool, typer.Option(help="train LoRA adapters (LLM-sized encoders)")] = False,
+        lora_rank: Annotated[int, typer.Option(help="LoRA rank")] = 16,
+        seed: Annotated[int, typer.Option(help="random seed")] = 0,
+        max_steps: Annotated[int, typer.Option(help="stop after N steps (-1: epochs decide)")] = -1,
+        save_steps: Annotated[int, typer.Option(help="checkpoint every N steps")] = 50,
+        resume: Annotated[bool, typer.Option(help="continue from the latest checkpoint")] = True,
+    ) -> None:
+        """Fine-tune a dense encoder contrastively; prints nDCG@10 on the dev split before and after."""
+        from rader.training.train import TrainConfig, train_encoder
+
+        settings = settings_for(ctx)
+        config = TrainConfig(base=base, epochs=epochs, batch_size=batch_size, mini_batch_size=mini_batch_size,
+                             learning_rate=learning_rate, loss=loss, lora=lora, lora_rank=lora_rank,
+                             seed=seed, max_steps=max_steps, save_steps=save_steps)
+        manifest = train_encoder(data, out, config, resume=resume, show_progress=settings.show_progress)
+        metrics = manifest["metrics"]
+        values = {"rows": manifest["train_rows"], "steps": manifest["steps"], "seconds": manifest["seconds"],
+                  **{f"before {k}": v for k, v in metrics["before"].items() if k.startswith(("ndcg", "mrr"))},
+                  **{f"after {k}": v for k, v in metrics["after"].items() if k.startswith(("ndcg", "mrr"))}}
+        console.print(_table(f"trained {out}", values))
+        console.print(f"use it: rader models register {out} --name NAME, "
+                      "then RADER_RETRIEVER__ENCODER=NAME", highlight=False)

@@ -1,0 +1,105 @@
+"""`rader harvest` with the real SmolLM2 on llama.cpp: samples, concurrency, resume after a real
+SIGKILL, and the same harvest on a real local Ray."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+from test_cli import rader
+
+from rader.agent import TrajectoryStore
+from rader.training.harvest import HarvestSpec
+
+PROBLEMS = [
+    {"id": f"h{i}", "text": f"What is {i} + {i + 1}?", "answer": str(2 * i + 1)} for i in range(1, 4)
+]
+
+
+@pytest.fixture
+def harvest_env(home, smollm_path, tmp_path, monkeypatch):
+    """A small, fast agent: SmolLM2, BM25 over the built-in corpus, two short steps."""
+    problems = tmp_path / "problems.jsonl"
+    problems.write_text("".join(json.dumps(p) + "\n" for p in PROBLEMS))
+    for key, value in {"LLM__MODEL": str(smollm_path), "LLM__CONTEXT": "2048", "AGENT__MAX_STEPS": "2",
+                       "AGENT__STEP_TOKENS": "48", "AGENT__K": "2", "AGENT__RETRIEVER": "bm25"}.items():
+        monkeypatch.setenv(f"RADER_{key}", value)
+    return problems
+
+
+def stored(home) -> list[dict]:
+    with sqlite3.connect(home / "trajectories.db") as db:
+        return [json.loads(row[0]) for row in db.execute("SELECT data FROM trajectories")]
+
+
+def test_samples_run_concurrently_and_a_rerun_skips_them(harvest_env, home, smollm_path, capsys):
+    code, out, err = rader(capsys, "--no-progress", "harvest", "--problems", str(harvest_env), "--limit", "2",
+                           "--samples", "2", "--concurrency", "2")
+    assert code == 0, err
+    runs = stored(home)
+    assert len(runs) == 4 and all(r["status"] in ("done", "budget_exhausted", "error") for r in runs)
+    spec = HarvestSpec(model=str(smollm_path), retriever="bm25", samples=2, temperature=0.7)
+    assert {r["id"] for r in runs} == {spec.trajectory_id(p, k) for p in ("h1", "h2") for k in (0, 1)}
+    assert sorted(r["config"]["harvest"]["sample"] for r in runs) == [0, 0, 1, 1]
+    assert all(r["config"]["harvest"]["temperature"] == 0.7 for r in runs)
+    assert all(any(s["hits"] for s in r["steps"]) for r in runs)  # the harvest retrieves
+    assert "planned" in out and "verified" in out
+    code, out, err = rader(capsys, "--no-progress", "harvest", "--problems", str(harvest_env), "--limit", "2",
+                           "--samples", "2", "--concurrency", "2")
+    assert code == 0, err
+    assert len(stored(home)) == 4
+    assert re.search(r"skipped\W+4\b", out) and re.search(r"ran\W+0\b", out)
+
+
+HARVEST_COMMAND = [sys.executable, "-m", "rader.app.cli", "--no-progress", "harvest", "--problems"]
+
+
+def test_a_harvest_killed_mid_run_resumes_without_duplicates(harvest_env, home):
+    env = {**os.environ, "RADER_AGENT__MAX_STEPS": "4"}
+    process = subprocess.Popen([*HARVEST_COMMAND, str(harvest_env)], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    finished = 0
+    while time.time() < deadline and finished < 1:
+        time.sleep(0.3)
+        if (home / "trajectories.db").exists():
+            finished = sum(r["status"] != "running" for r in stored(home))
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert finished >= 1, "no run finished before the kill"
+    before = {r["id"]: r for r in stored(home)}
+    store = TrajectoryStore(home / "trajectories.db")  # marks the killed process's running row
+    assert all(s != "running" for s in store.statuses(before).values())
+    store.close()
+    result = subprocess.run([*HARVEST_COMMAND, str(harvest_env)], env=env, capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr
+    after = {r["id"]: r for r in stored(home)}
+    assert len(after) == len(PROBLEMS)  # no duplicates: fixed ids per (problem, sample)
+    assert all(r["status"] in ("done", "budget_exhausted", "error") for r in after.values())
+    for run_id, run in before.items():
+        if run["status"] in ("done", "budget_exhausted", "error"):  # finished before the kill: not redone
+            assert after[run_id]["started_at"] == run["started_at"]
+        else:  # cut by the kill: redone from the start
+            assert after[run_id]["started_at"] > run["started_at"]
+
+
+def test_the_same_harvest_runs_on_a_local_ray(harvest_env, home, capsys):
+    code, _, err = rader(capsys, "--no-progress", "harvest", "--problems", str(harvest_env), "--limit", "2",
+                         "--ray", "local", "--workers", "2")
+    assert code == 0, err
+    runs = stored(home)
+    assert len(runs) == 2 and all(r["status"] in ("done", "budget_exhausted", "error") for r in runs)
+    assert {r["problem"]["id"] for r in runs} == {"h1", "h2"}
+    code, out, err = rader(capsys, "--no-progress", "harvest", "--problems", str(harvest_env), "--limit", "3",
+                           "--ray", "local", "--workers", "2")
+    assert code == 0, err
+    assert re.search(r"skipped\W+2\b", out)
+    assert len(stored(home)) == 3  # the two finished runs were skipped, the third ran

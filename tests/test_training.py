@@ -1,0 +1,222 @@
+"""Training data and training: RaDeR examples from stored trajectories, a real fine-tune of the
+bundled MiniLM (full and LoRA), resume after a real kill, registration and selection by name."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+from test_cli import rader
+
+from rader.agent import Judgment, Problem, Step, Trajectory, TrajectoryStore
+from rader.retriever import Hit, Query, builtin_corpus, load_encoder, load_qrels, open_retriever
+from rader.training.dataset import build_examples, load_examples, split_by_problem, write_dataset
+from rader.training.train import MANIFEST, TrainConfig, train_encoder
+
+CORPUS = builtin_corpus()
+IDS = CORPUS.ids
+
+
+def trajectory(problem_id: str, steps: list[Step], *, verified: bool | None,
+               status: str = "done") -> Trajectory:
+    run = Trajectory.start(Problem(problem_id, f"problem {problem_id}", answer="1"), model="m",
+                           retriever="hybrid")
+    run.steps, run.verified, run.status = steps, verified, status
+    return run
+
+
+def step(index: int, queries: list[tuple[str, str]], verdicts: dict[str, bool]) -> Step:
+    return Step(index, f"thought {index}", queries=[Query(text, kind) for text, kind in queries],
+                hits=[Hit(t, 1.0, r, "hybrid") for r, t in enumerate(verdicts, start=1)],
+                judgments=[Judgment(t, relevant, "why") for t, relevant in verdicts.items()])
+
+
+@pytest.fixture(scope="module")
+def stored(tmp_path_factory):
+    """A store holding the cases the builder must tell apart."""
+    a, b, c, d, e, f = IDS[:6]
+    store = TrajectoryStore(tmp_path_factory.mktemp("store") / "t.db")
+    first = trajectory("p1", [
+        step(1, [("problem p1", "problem"), ("Sum of Roots", "llm_query"), ("roots sum", "lexical")],
+             {a: True, b: False}),
+        step(2, [("the second step of p1", "cot_step")], {c: True}),
+    ], verified=True)
+    again = trajectory("p1", [step(1, [("  sum of   roots ", "llm_query")], {b: True})], verified=True)
+    wrong = trajectory("p2", [step(1, [("wrong run query", "llm_query")], {d: True, e: False})],
+                       verified=False)
+    cut = trajectory("p3", [step(1, [("cut run query", "llm_query")], {f: True})], verified=True,
+                     status="interrupted")
+    many = [trajectory(f"q{i}", [step(1, [(f"query {i}", "llm_query"), (f"step {i}", "cot_step")],
+                                      {IDS[10 + i]: True, IDS[40 + i]: False})], verified=True)
+            for i in range(12)]
+    for run in (first, again, wrong, cut, *many):
+        store.save(run)
+    store.add_human_judgment(first.id, 2, Judgment(c, False, "did not help", judge="human"))
+    store.add_human_judgment(wrong.id, 1, Judgment(e, True, "this one helped", judge="human"))
+    return store
+
+
+def by_query(examples):
+    return {(e.query.strip().lower(), e.query_kind): e for e in examples}
+
+
+def test_examples_follow_the_raderr_rules(stored):
+    a, b, e = IDS[0], IDS[1], IDS[4]
+    examples, report = build_examples(stored.iter_trajectories(), CORPUS)
+    found = by_query(examples)
+    # verified run: relevant -> positive for every query kind of the step, irrelevant -> negative;
+    # the same query in a second sample merges, and "relevant" wins between model verdicts
+    assert {kind for text, kind in found if text in ("problem p1", "sum of roots", "roots sum")} == {
+        "problem", "llm_query", "lexical"}
+    merged = found[("sum of roots", "llm_query")]
+    assert {p.docid for p in merged.positives} == {a, b} and not merged.negatives
+    assert report.duplicates_merged == 1
+    assert [n.docid for n in found[("problem p1", "problem")].negatives] == [b]
+    # the human said c did not help step 2: no positive left, so no example
+    assert ("the second step of p1", "cot_step") not in found
+    # an unverified run counts only its human judgment
+    wrong = found[("wrong run query", "llm_query")]
+    assert [p.docid for p in wrong.positives] == [e] and not wrong.negatives
+    # an interrupted run never becomes data
+    assert ("cut run query", "llm_query") not in found
+    assert report.human_judgments == 2 and report.trajectories == 16
+    assert all(e.provenance and e.provenance[0]["step_index"] >= 1 for e in examples)
+
+
+def test_mined_negatives_skip_positives_and_likely_positives(stored, tmp_path, encoder):
+    bm25 = open_retriever("bm25", CORPUS, home=tmp_path, show_progress=False)
+    examples, report = build_examples(stored.iter_trajectories(), CORPUS, miner=bm25, encoder=encoder,
+                                      mined_per_query=2, margin=0.05)
+    judged = {(e.query, e.query_kind): {n.docid for n in e.negatives}
+              for e in build_examples(stored.iter_trajectories(), CORPUS)[0]}
+    relevant_p1 = set(IDS[:2])  # judged relevant to some step of p1: never a mined negative for p1
+    for example in examples:
+        ids = [p.docid for p in example.negatives]
+        assert len(ids) == len(set(ids))
+        assert not set(ids) & {p.docid for p in example.positives}
+        mined = set(ids) - judged[(example.query, example.query_kind)]
+        assert len(mined) <= 2
+        if example.problem_id == "p1":
+            assert not mined & relevant_p1
+    assert report.mined_negatives > 0
+    # margin 1: anything the encoder scores above zero counts as a likely positive and is dropped
+    _, strict = build_examples(stored.iter_trajectories(), CORPUS, miner=bm25, encoder=encoder,
+                               mined_per_query=2, margin=1.0)
+    assert strict.mined_dropped_as_likely_positive > report.mined_dropped_as_likely_positive
+    assert strict.mined_negatives < report.mined_negatives
+
+
+def test_split_is_by_problem_and_exports_are_readable(stored, tmp_path):
+    examples, report = build_examples(stored.iter_trajectories(), CORPUS)
+    train, dev = split_by_problem(examples, dev_fraction=0.3, seed=1)
+    assert train and dev and len(train) + len(dev) == len(examples)
+    assert not {e.problem_id for e in train} & {e.problem_id for e in dev}
+    assert split_by_problem(examples, dev_fraction=0.3, seed=1) == (train, dev)
+    folder = write_dataset(tmp_path / "data", train, dev, report, corpus=CORPUS)
+    assert not (tmp_path / "data.partial").exists()
+    assert [e.query for e in load_examples(folder, "dev")] == [e.query for e in dev]
+    tevatron = [json.loads(line) for line in (folder / "train.tevatron.jsonl").read_text().splitlines()]
+    assert tevatron[0]["positive_passages"][0].keys() == {"docid", "title", "text"}
+    triplets = pd.read_parquet(folder / "train.parquet")
+    assert list(triplets.columns) == ["anchor", "positive", "negative"]
+    assert len(triplets) == sum(len(e.positives) for e in train)
+    qrels = load_qrels(folder / "dev.qrels.tsv")
+    assert set(qrels) == {f"dev-{i}" for i in range(len(dev))}
+    stats = json.loads((folder / "stats.json").read_text())
+    assert stats["train"]["examples"] == len(train) and "examples_per_kind" in stats["dev"]
+
+
+def test_dataset_build_command_reads_the_store(stored, home, capsys):
+    target = TrajectoryStore(home / "trajectories.db")
+    for run in stored.iter_trajectories():
+        target.save(run)
+    target.close()
+    code, out, err = rader(capsys, "--no-progress", "dataset", "build", "--out", str(home / "data"),
+                           "--mine", "bm25", "--dev-fraction", "0.3")
+    assert code == 0, err
+    stats = json.loads((home / "data" / "stats.json").read_text())
+    assert stats["mine"] == "bm25" and stats["train"]["examples"] > 0
+    assert stats["build"]["mined_negatives"] > 0 and "dataset" in out
+
+
+@pytest.fixture(scope="module")
+def dataset(stored, tmp_path_factory):
+    examples, report = build_examples(stored.iter_trajectories(), CORPUS)
+    train, dev = split_by_problem(examples, dev_fraction=0.3, seed=1)
+    return write_dataset(tmp_path_factory.mktemp("ds") / "data", train, dev, report, corpus=CORPUS)
+
+
+SMALL = dict(batch_size=4, mini_batch_size=2, learning_rate=5e-5, epochs=50)
+
+
+def test_train_saves_a_loadable_encoder_with_its_manifest(dataset, tmp_path, encoder):
+    out = tmp_path / "model"
+    manifest = train_encoder(dataset, out, TrainConfig(max_steps=3, save_steps=1, **SMALL),
+                             show_progress=False)
+    assert manifest["steps"] == 3 and manifest["train_rows"] > 0
+    assert {"ndcg@10", "mrr@10"} <= set(manifest["metrics"]["before"]) <= set(manifest["metrics"]["after"])
+    assert json.loads((out / MANIFEST).read_text())["config"]["batch_size"] == 4
+    assert not (tmp_path / "model.checkpoints").exists() and not (tmp_path / "model.partial").exists()
+    trained = load_encoder(str(out))
+    query = [Query("sum of the roots of a quadratic", "llm_query")]
+    assert trained.encode_queries(query).shape == encoder.encode_queries(query).shape
+    assert abs(trained.encode_queries(query) - encoder.encode_queries(query)).max() > 1e-6  # it moved
+
+
+def test_lora_training_merges_its_adapters_into_a_plain_model(dataset, tmp_path, encoder):
+    out = tmp_path / "lora"
+    manifest = train_encoder(dataset, out, TrainConfig(max_steps=2, lora=True, lora_rank=4, **SMALL),
+                             show_progress=False)
+    assert manifest["config"]["lora"] and not (out / "adapter_config.json").exists()
+    query = [Query("modular inverse")]
+    trained = load_encoder(str(out)).encode_queries(query)
+    assert trained.shape == (1, 384) and abs(trained - encoder.encode_queries(query)).max() > 1e-7
+
+
+KILLED_TRAIN = """
+import sys
+from rader.training.train import TrainConfig, train_encoder
+train_encoder(sys.argv[1], sys.argv[2], TrainConfig(max_steps=40, save_steps=1, batch_size=4,
+              mini_batch_size=2, epochs=50), show_progress=False)
+"""
+
+
+def test_training_killed_mid_run_resumes_from_its_checkpoint(dataset, tmp_path):
+    out = tmp_path / "model"
+    process = subprocess.Popen([sys.executable, "-c", KILLED_TRAIN, str(dataset), str(out)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoints = tmp_path / "model.checkpoints"
+    deadline = time.time() + 300
+    while time.time() < deadline and not (checkpoints / "checkpoint-3").is_dir():
+        time.sleep(0.2)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert (checkpoints / "checkpoint-3").is_dir(), "training never reached its third checkpoint"
+    assert not out.exists()  # a killed run leaves no model that looks finished
+    manifest = train_encoder(dataset, out, TrainConfig(max_steps=40, save_steps=1, **{**SMALL, "epochs": 50}),
+                             show_progress=False)
+    assert manifest["resumed_from"] and int(manifest["resumed_from"].rsplit("-", 1)[1]) >= 3
+    assert manifest["steps"] == 40
+
+
+def test_registered_encoder_is_selected_by_name(dataset, tmp_path, home, capsys, monkeypatch):
+    out = tmp_path / "model"
+    train_encoder(dataset, out, TrainConfig(max_steps=1, **SMALL), show_progress=False)
+    code, _, err = rader(capsys, "models", "register", str(out), "--name", "raderv1")
+    assert code == 0, err
+    code, listing, _ = rader(capsys, "models", "list")
+    assert "raderv1" in listing and "registered encoders" in listing
+    code, _, err = rader(capsys, "models", "register", str(out), "--name", "raderv1")
+    assert code == 2 and "already registered" in err
+    monkeypatch.setenv("RADER_RETRIEVER__ENCODER", "raderv1")
+    code, _, err = rader(capsys, "--no-progress", "search", "sum of the roots of a quadratic",
+                         "--retriever", "dense")
+    assert code == 0, err
+    manifests = [json.loads(p.read_text()) for p in (home / "indexes").rglob("manifest.json")]
+    assert any("raderv1" in str(m.get("encoder")) for m in manifests), manifests
