@@ -19,12 +19,13 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import sync_playwright
+from test_cli import rader
 
 from rader.agent.records import Judgment, Trajectory
 from rader.agent.store import TrajectoryStore
 from rader.ui.examples import problem_for
 
-playwright_api = pytest.importorskip("playwright.sync_api")
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--no-first-run"]
@@ -39,8 +40,10 @@ def free_port() -> int:
 
 
 class Server:
+    """The running `rader ui`: its address, model and log, and its store as read from outside."""
+
     def __init__(self, url: str, home: Path, model: str, log: Path) -> None:
-        self.url, self.home, self.model, self.log = url, home, model, log
+        self.url, self.model, self.log = url, model, log
         self.store = TrajectoryStore(home / "trajectories.db")
 
     def trajectories(self, problem_id: str) -> list[Trajectory]:
@@ -76,14 +79,16 @@ def server(tmp_path_factory, smollm_path, artifacts):
                 process.kill()
                 pytest.fail(f"rader ui did not start:\n{log.read_text()[-3000:]}")
             time.sleep(0.5)
-    yield Server(url, home, str(smollm_path), log)
+    running = Server(url, home, str(smollm_path), log)
+    yield running
+    running.store.close()
     process.terminate()
     process.wait(30)
 
 
 @pytest.fixture(scope="module")
 def browser():
-    with playwright_api.sync_playwright() as playwright:
+    with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
         yield chromium
         chromium.close()
@@ -119,6 +124,14 @@ def submit(page, problem: str, gold: str = "") -> None:
     page.get_by_label("Problem").fill(problem)
     page.get_by_label("Gold answer", exact=False).fill(gold)
     page.get_by_role("button", name="Run", exact=True).click()
+
+
+def test_a_busy_port_is_a_one_line_error(capsys, home):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        code, _, err = rader(capsys, "ui", "--port", str(busy.getsockname()[1]))
+    assert code == 2 and "cannot serve the page on 127.0.0.1" in err and "Traceback" not in err
 
 
 def test_rader_ui_binds_localhost_by_default(server):
@@ -242,6 +255,7 @@ def test_history_reopens_replays_and_downloads_a_stored_run(page, scripted_run, 
     assert json.loads(Path(download.value.path()).read_text())["id"] == record["id"]
     page.get_by_role("tab", name="History").click()
     page.get_by_role("button", name="Replay").click()
+    wait_for_status(page, "replaying", 30)  # step by step, then the whole run again
     wait_for_status(page, "replayed", 30)
     assert page.get_by_role("heading", name="Step 1").is_visible()
 
@@ -257,6 +271,7 @@ def test_three_sessions_at_once_each_see_their_own_run(browser, server, artifact
             page.get_by_label("Problem").wait_for()
         for fruit, page in pages.items():  # all three submitted before any finishes
             submit(page, problems[fruit], "7")
+        runs = []
         for number, (fruit, page) in enumerate(pages.items(), 1):
             assert "✅" in wait_for_status(page, FINISHED)
             screenshot(page, artifacts, f"session-{number}")
@@ -264,6 +279,9 @@ def test_three_sessions_at_once_each_see_their_own_run(browser, server, artifact
             assert stored.id[:12] in page.locator("#rd-answer").inner_text()
             shown = page.locator(".rd-problem").inner_text()
             assert [other for other in fruits if other in shown] == [fruit]
+            runs.append(stored)
+        # served at once (three llama.cpp slots), not one after another
+        assert max(r.started_at for r in runs) < min(r.finished_at for r in runs)
     finally:
         for context in contexts:
             context.close()

@@ -351,6 +351,10 @@ def build_app(settings: Settings) -> gr.Blocks:
 
 def serve(settings: Settings) -> None:
     """Launch the page where ``settings.ui`` says and serve it until interrupted."""
-    build_app(settings).launch(server_name=settings.ui.host, server_port=settings.ui.port,
-                               share=settings.ui.share, css=render.CSS, show_error=False,
-                               footer_links=["api", "gradio"])
+    ui = settings.ui
+    try:
+        build_app(settings).launch(server_name=ui.host, server_port=ui.port, share=ui.share, css=render.CSS,
+                                   show_error=False, footer_links=["api", "gradio"])
+    except OSError as err:  # the port is taken, or the address is not this machine's
+        raise RaderError(f"cannot serve the page on {ui.host}:{ui.port} ({err}); "
+                         "pick another with --port/--host or ui.port/ui.host") from None
