@@ -43,7 +43,7 @@ class Server:
     """The running `rader ui`: its address, model and log, and its store as read from outside."""
 
     def __init__(self, url: str, home: Path, model: str, log: Path) -> None:
-        self.url, self.model, self.log = url, model, log
+        self.url, self.home, self.model, self.log = url, home, model, log
         self.store = TrajectoryStore(home / "trajectories.db")
 
     def trajectories(self, problem_id: str) -> list[Trajectory]:
@@ -196,6 +196,16 @@ def test_errors_are_messages_in_the_page_never_tracebacks(page, artifacts):
     assert "⚠ unknown model 'gpt-9'" in message and "catalog" in message
     screenshot(page, artifacts, "error")
     assert "Traceback" not in page.content()
+
+
+def test_registered_encoders_are_offered_on_the_next_page_load(page, server):
+    from rader.retriever import register_encoder
+    from rader.retriever.encoders import resolve_encoder_path
+
+    register_encoder(resolve_encoder_path("minilm"), "minilm-tuned", server.home)
+    page.reload()
+    page.get_by_role("combobox", name="Encoder (dense, hybrid)").click()
+    page.get_by_role("option", name="minilm-tuned").wait_for(timeout=30_000)  # fails if never offered
 
 
 @pytest.fixture(scope="module")

@@ -30,7 +30,7 @@ from rader.agent.models import CATALOG
 from rader.agent.records import Judgment, Trajectory
 from rader.app.settings import Settings
 from rader.app.wiring import corpus_from_settings, store_from_settings
-from rader.retriever import BUILTIN_ENCODERS, Hit, RaderError, Theorem
+from rader.retriever import BUILTIN_ENCODERS, Hit, RaderError, Theorem, registered_encoders
 from rader.ui import render
 from rader.ui.examples import Example, load_examples, problem_for
 from rader.ui.session import AgentCache, LiveRun, RunChoices, Snapshot
@@ -55,6 +55,11 @@ class Controller:
         self._theorems: dict[str, Theorem] | None = None
 
     # -- views -----------------------------------------------------------------------------
+    def encoders(self) -> gr.Dropdown:
+        """The encoder choices as they are now: a model registered after launch shows on reload."""
+        names = [self.settings.retriever.encoder, *BUILTIN_ENCODERS, *registered_encoders(self.settings.home)]
+        return gr.Dropdown(choices=list(dict.fromkeys(names)))
+
     def theorem(self, theorem_id: str) -> Theorem | None:
         if self._theorems is None:
             self._theorems = {t.id: t for t in corpus_from_settings(self.settings)}
@@ -276,14 +281,15 @@ def _problem_box(examples: tuple[Example, ...]) -> tuple[gr.Textbox, gr.Textbox,
 
 
 def _agent_controls(settings: Settings) -> list[gr.components.Component]:
-    """Retriever, encoder, model and budgets, in the order `Controller.solve` takes them."""
-    encoders = list(dict.fromkeys([settings.retriever.encoder, *BUILTIN_ENCODERS]))
+    """Retriever, encoder, model and budgets, in the order `Controller.solve` takes them (the
+    encoder's choices come with each page load)."""
     models = list(dict.fromkeys([settings.llm.model, *CATALOG]))
     agent = settings.agent
     return [
         gr.Radio(RETRIEVERS, value=agent.retriever, label="Retriever"),
-        gr.Dropdown(encoders, value=settings.retriever.encoder, allow_custom_value=True,
-                    label="Encoder (dense, hybrid)", info="a built-in name or a fine-tuned encoder's folder"),
+        gr.Dropdown([settings.retriever.encoder], value=settings.retriever.encoder, allow_custom_value=True,
+                    label="Encoder (dense, hybrid)",
+                    info="built-in, registered (rader models register) or a model folder"),
         gr.Dropdown(models, value=settings.llm.model, allow_custom_value=True, label="Model",
                     info="catalog name or .gguf path"),
         gr.Slider(1, 20, value=agent.max_steps, step=1, label="Max steps"),
@@ -345,6 +351,8 @@ def build_app(settings: Settings) -> gr.Blocks:
         table.select(controller.pick, None, trajectory_id, api_visibility="private").then(
             controller.open, trajectory_id, outputs, api_visibility="private").then(**to_solve_tab)
         gr.api(controller.feedback, api_name="feedback")
+        encoder = controls[1]
+        demo.load(controller.encoders, None, encoder, api_visibility="private")
     demo.queue(default_concurrency_limit=concurrency, max_size=settings.ui.queue_size)
     return demo
 
