@@ -243,7 +243,9 @@ def eval_command(
     qrels: Annotated[Path | None, typer.Option(help="qrels: BEIR tsv, TREC, or JSON Lines")] = None,
     gold_field: Annotated[str | None, typer.Option(
         help="field of the queries file that holds gold ids (BRIGHT-style, without --qrels)")] = None,
-    retrievers: Annotated[str, typer.Option(help="comma-separated: bm25,dense,hybrid")] = "bm25,dense,hybrid",
+    retrievers: Annotated[str, typer.Option(
+        help="comma-separated: bm25,dense,hybrid; KIND@ENCODER picks an encoder per entry, e.g. "
+        "dense,dense@raderv1 compares the base with a fine-tuned encoder")] = "bm25,dense,hybrid",
     query_kind: Annotated[str | None, typer.Option(help="treat every query as this kind")] = None,
     encoder: EncoderOpt = None,
     out: Annotated[Path | None, typer.Option(help="also write the results as JSON here")] = None,

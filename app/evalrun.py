@@ -12,6 +12,7 @@ from rader.app.settings import Settings
 from rader.app.wiring import retriever_from_settings
 from rader.retriever import (
     METRICS,
+    RETRIEVER_NAMES,
     Corpus,
     CorpusStore,
     EvalRow,
@@ -60,12 +61,23 @@ def load_eval_corpus(settings: Settings, corpus: str) -> Corpus:
     raise RaderError(f"--corpus {corpus!r} is neither a file nor a corpus name ({', '.join(names)})")
 
 
+def retriever_for_spec(settings: Settings, docs: Corpus, spec: str):
+    """``kind`` or ``kind@encoder`` (a built-in name, registered name or folder)."""
+    kind, _, encoder = spec.partition("@")
+    if kind not in RETRIEVER_NAMES:
+        raise RaderError(f"retriever {spec!r}: the kind must be one of {', '.join(RETRIEVER_NAMES)}")
+    if encoder:
+        settings = settings.model_copy(update={"retriever": settings.retriever.model_copy(
+            update={"encoder": encoder})})
+    return retriever_from_settings(settings, docs, kind=kind)
+
+
 def run_eval(settings: Settings, *, corpus: str, queries: Path, qrels: Path | None,
              gold_field: str | None, retrievers: list[str], query_kind: str | None) -> EvalResult:
     docs = load_eval_corpus(settings, corpus)
     query_list = load_queries(queries, gold_field=gold_field, kind=query_kind)
     judgments = load_qrels(qrels) if qrels else qrels_from_queries(query_list)
-    engines = {name: retriever_from_settings(settings, docs, kind=name) for name in retrievers}
+    engines = {spec: retriever_for_spec(settings, docs, spec) for spec in retrievers}
     rows = evaluate(engines, query_list, judgments)
     options = settings.retriever
     described = {

@@ -214,9 +214,17 @@ def test_registered_encoder_is_selected_by_name(dataset, tmp_path, home, capsys,
     assert "raderv1" in listing and "registered encoders" in listing
     code, _, err = rader(capsys, "models", "register", str(out), "--name", "raderv1")
     assert code == 2 and "already registered" in err
-    monkeypatch.setenv("RADER_RETRIEVER__ENCODER", "raderv1")
-    code, _, err = rader(capsys, "--no-progress", "search", "sum of the roots of a quadratic",
-                         "--retriever", "dense")
+    report = tmp_path / "eval.json"
+    code, _, err = rader(capsys, "--no-progress", "eval", "--corpus", str(dataset / "corpus.jsonl"),
+                         "--queries", str(dataset / "dev.queries.jsonl"),
+                         "--qrels", str(dataset / "dev.qrels.tsv"), "--retrievers", "bm25,dense@raderv1",
+                         "--out", str(report))
     assert code == 0, err
+    rows = json.loads(report.read_text())["rows"]
+    assert {r["retriever"] for r in rows} == {"bm25", "dense@raderv1"}
+    assert {r["kind"] for r in rows} >= {"all", "llm_query"}
     manifests = [json.loads(p.read_text()) for p in (home / "indexes").rglob("manifest.json")]
     assert any("raderv1" in str(m.get("encoder")) for m in manifests), manifests
+    monkeypatch.setenv("RADER_RETRIEVER__ENCODER", "raderv1")  # the setting selects it everywhere
+    code, shown, _ = rader(capsys, "config", "show")
+    assert code == 0 and "raderv1" in shown
