@@ -140,7 +140,7 @@ def test_rader_ui_binds_localhost_by_default(server):
 
 
 def test_a_run_streams_steps_and_cards_and_a_thumb_is_stored_as_a_human_judgment(page, server, artifacts):
-    problem = r"Find $x$ if $2x + 3 = 11$."
+    problem = "Find $x$ if\n\\[2x + 3\n= 11.\\]"  # display math over two lines, as MATH writes it
     submit(page, problem, "4")
     # steps stream in: the first theorem card shows while the run is still going
     page.locator(".rd-card").first.wait_for(timeout=RUN_TIMEOUT_S * 1000)
@@ -149,7 +149,8 @@ def test_a_run_streams_steps_and_cards_and_a_thumb_is_stored_as_a_human_judgment
     final = wait_for_status(page, FINISHED)
     assert "✅" in final, final
     assert page.get_by_role("heading", name="Step 1").is_visible()
-    assert page.locator(".rd-problem .katex").count() >= 2  # $x$ and $2x + 3 = 11$ typeset
+    assert page.locator(".rd-problem .katex").count() == 3  # $x$, the display and the gold $4$
+    assert page.locator(".rd-problem .katex-display").count() == 1
     assert page.locator(".rd-kind").first.is_visible()  # the queries the agent wrote
     assert "model:" in page.locator(".rd-card").first.inner_text()  # the relevance verdict
     answer = page.locator("#rd-answer").inner_text()

@@ -26,7 +26,7 @@ def test_hostile_text_is_escaped_everywhere_and_never_ends_the_html_block():
         assert "<script" not in fragment and "<img" not in fragment and "onerror=\"" not in fragment
         assert "&lt;script&gt;" in fragment
         # a blank line would end the HTML block and hand the rest to Markdown (images, links)
-        assert "\n\n" not in fragment and "\n" not in fragment
+        assert "\n" not in fragment and "&#10;&#10;![pixel]" in fragment
 
 
 def test_card_shows_retriever_score_and_both_verdicts():

@@ -31,8 +31,9 @@ NO_RETRIEVAL = "no retrieval before this step"
 
 
 def text(value: Any) -> str:
-    """Escaped, with line breaks kept as ``<br>`` so that no blank line ends the HTML block."""
-    return html.escape(str(value)).replace("\r\n", "\n").replace("\n", "<br>")
+    """Escaped, line breaks as ``&#10;``: no blank line ends the HTML block, the text stays one
+    DOM text node (KaTeX renders math that spans lines) and CSS ``pre-wrap`` shows the breaks."""
+    return html.escape(str(value)).replace("\r\n", "\n").replace("\n", "&#10;")
 
 
 def problem_html(trajectory: Trajectory) -> str:
@@ -134,6 +135,7 @@ def status_html(kind: str, message: str) -> str:
 
 
 CSS = """
+.rd-problem, .rd-statement, .rd-thought, .rd-rationale, .rd-queries, .rd-event { white-space: pre-wrap; }
 .rd-problem, .rd-thought, .rd-answer, .rd-step-head { margin: 0.3em 0; }
 .rd-problem { padding: 0.6em 0.8em; border-radius: 8px; background: var(--block-background-fill); }
 .rd-label { font-size: 0.8em; opacity: 0.7; }
