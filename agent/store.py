@@ -27,9 +27,12 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from rader.agent.records import SCHEMA_VERSION, Judgment, Trajectory, now_iso
+from rader.agent.records import Judgment, Trajectory, now_iso
 from rader.retriever import RaderError
 
+# Version 1: trajectories, human judgments. Version 2 adds `writers` (which process owns a
+# running row). Every statement below is idempotent, so running it migrates any older file.
+STORE_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS trajectories (
@@ -75,13 +78,13 @@ class TrajectoryStore:
 
     def migrate(self) -> None:
         version = self.schema_version()
-        if version is not None and version > SCHEMA_VERSION:
+        if version is not None and version > STORE_VERSION:
             raise RaderError(f"{self.path} has schema version {version}, newer than this rader "
-                             f"({SCHEMA_VERSION}): upgrade rader to read it")
+                             f"({STORE_VERSION}): upgrade rader to read it")
         with self._lock:
             self._db.executescript(_SCHEMA)
             self._db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)",
-                             (str(SCHEMA_VERSION),))
+                             (str(STORE_VERSION),))
 
     def _mark_interrupted(self) -> int:
         with self._lock:

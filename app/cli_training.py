@@ -126,8 +126,11 @@ def register(app: typer.Typer, settings_for) -> None:
                 "store": str(store.path), "corpora": settings.corpora, "mine": mine, "margin": margin,
                 "dev_fraction": dev_fraction, "seed": seed, "model_filter": model})
         stats = json.loads((folder / "stats.json").read_text())
-        console.print(_table(f"dataset {folder}", {**stats["build"], "train": stats["train"],
-                                                   "dev": stats["dev"]}))
+        console.print(_table(f"examples from {stats['build']['trajectories']} trajectories", stats["build"]))
+        for split in ("train", "dev"):
+            kinds = stats[split].pop("examples_per_kind")
+            console.print(_table(f"{split} split ({folder})", {**stats[split], **{
+                f"examples of kind {kind}": count for kind, count in sorted(kinds.items())}}))
 
     @app.command()
     def train(

@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from rader.agent import Judgment, Problem, Step, Trajectory, TrajectoryStore
+from rader.agent.store import STORE_VERSION
 from rader.retriever import Hit, Query, RaderError
 
 
@@ -75,9 +76,11 @@ def test_running_rows_of_live_writers_stay_and_orphans_become_interrupted(tmp_pa
     assert beside.interrupted_on_open == 0 and beside.get(trajectory.id).status == "running"
     store.close()
     beside.close()
-    with sqlite3.connect(tmp_path / "t.db") as db:  # a store written before writers were recorded
+    with sqlite3.connect(tmp_path / "t.db") as db:  # a version-1 store: no writers were recorded
         db.execute("DROP TABLE writers")
+        db.execute("UPDATE meta SET value='1' WHERE key='schema_version'")
     again = TrajectoryStore(tmp_path / "t.db")
+    assert again.schema_version() == STORE_VERSION == 2  # migrated in place
     assert again.interrupted_on_open == 1
     assert again.get(trajectory.id).status == "interrupted"
     assert len(again.get(trajectory.id).steps) == 1

@@ -201,7 +201,9 @@ def write_dataset(out: str | Path, train: list[TrainingExample], dev: list[Train
     leaves a half dataset under ``out``.
     """
     from datasets import Dataset
+    from datasets.utils.logging import disable_progress_bar
 
+    disable_progress_bar()  # one bar per tiny Parquet write is noise
     out = Path(out)
     partial = out.with_name(out.name + ".partial")
     partial.mkdir(parents=True, exist_ok=True)

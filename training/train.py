@@ -95,8 +95,11 @@ def _metrics(evaluator, model) -> dict[str, float]:
 
 
 def _latest_checkpoint(folder: Path) -> Path | None:
-    checkpoints = sorted(folder.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
-    return checkpoints[-1] if checkpoints else None
+    """The newest checkpoint that was written whole: a kill during a save leaves a folder
+    without its trainer state (written last), which must not be resumed from."""
+    complete = [p for p in folder.glob("checkpoint-*") if (p / "trainer_state.json").is_file()
+                and any(p.glob("**/*.safetensors"))]
+    return max(complete, key=lambda p: int(p.name.split("-")[-1]), default=None)
 
 
 def train_encoder(data: str | Path, out: str | Path, config: TrainConfig = TrainConfig(), *,
