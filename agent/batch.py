@@ -26,12 +26,8 @@ from typing import Any
 from langchain_core.callbacks import BaseCallbackHandler
 
 from rader.agent.records import Problem, Trajectory
-from rader.agent.runner import run_problem
+from rader.agent.runner import RunStopped, run_problem
 from rader.agent.store import TrajectoryStore
-
-
-class RunStopped(Exception):
-    """Raised inside a run when its batch is asked to stop."""
 
 
 class LLMTimer(BaseCallbackHandler):

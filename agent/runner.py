@@ -17,6 +17,10 @@ from rader.agent.records import Problem, Step, Trajectory, now_iso
 from rader.agent.store import TrajectoryStore
 
 OnUpdate = Callable[[str, dict[str, Any], Trajectory], None]
+
+
+class RunStopped(Exception):
+    """Raised by an ``on_update`` callback to end a run cleanly (Stop in the UI, Ctrl-C in a batch)."""
 _SAVE_AFTER = {"reason", "compute", "finish"}
 
 

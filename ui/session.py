@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
 from rader.agent.records import Problem
-from rader.agent.runner import run_problem
+from rader.agent.runner import RunStopped, run_problem
 from rader.agent.store import TrajectoryStore
 from rader.app.settings import AgentSettings, Settings
 from rader.app.wiring import AgentParts, agent_from_settings
@@ -29,10 +29,6 @@ from rader.retriever import RaderError
 
 log = logging.getLogger(__name__)
 Progress = Callable[[int, int | None], None]
-
-
-class RunStopped(Exception):
-    """Raised in the graph's update callback once the student pressed Stop."""
 
 
 class RunChoices(NamedTuple):
