@@ -142,7 +142,7 @@ def test_dataset_build_command_reads_the_store(stored, home, capsys):
     assert code == 0, err
     stats = json.loads((home / "data" / "stats.json").read_text())
     assert stats["mine"] == "bm25" and stats["train"]["examples"] > 0
-    assert stats["build"]["mined_negatives"] > 0 and "dataset" in out
+    assert stats["build"]["mined_negatives"] > 0 and "train split" in out and "dev split" in out
 
 
 @pytest.fixture(scope="module")
