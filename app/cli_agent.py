@@ -231,6 +231,8 @@ def register(app: typer.Typer, settings_for) -> None:
                 results.append(bench_agent(parts.graph, items, store=store, model=parts.model, retriever=kind,
                                            concurrency=concurrency,
                                            progress=lambda n, t=task: bar.update(t, completed=n)))
+            if out:  # after each retriever: a long run stopped later keeps what it measured
+                out.write_text(json.dumps(results, indent=2))
         table = Table(title=f"agent on {len(items)} problems of {problems.name}, model {settings.llm.model}")
         columns = ("retriever", "accuracy", "mean_steps", "mean_retrievals", "judged_relevant_rate",
                    "seconds_per_problem", "tokens_per_problem", "outside_llm_share")
@@ -240,8 +242,6 @@ def register(app: typer.Typer, settings_for) -> None:
             table.add_row(*(f"{result[c]:.3f}" if isinstance(result[c], float) else str(result[c])
                             for c in columns))
         console.print(table)
-        if out:
-            out.write_text(json.dumps(results, indent=2))
 
 
 def parse_levels(levels: str | None) -> set[int] | None:
