@@ -56,12 +56,11 @@ def register(app: typer.Typer, settings_for) -> None:
         from rader.training.harvest import HarvestSpec
         from rader.training.harvest import harvest as run_harvest
 
-        base = settings_for(ctx)
         llm = {"parallel": concurrency, **({"model": model} if model else {})}
         if temperature is not None or samples > 1:
             llm["temperature"] = 0.7 if temperature is None else temperature
         settings = settings_for(ctx, llm=llm)
-        kind = retriever or base.agent.retriever
+        kind = retriever or settings.agent.retriever
         items = load_problems(problems, limit, shuffle_seed=shuffle_seed, levels=parse_levels(levels))
         store = store_from_settings(settings)
         spec = HarvestSpec(model=settings.llm.model, retriever=kind, samples=samples,

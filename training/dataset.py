@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import shutil
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -225,8 +226,6 @@ def write_dataset(out: str | Path, train: list[TrainingExample], dev: list[Train
              "build": {k: v for k, v in asdict(report).items() if k != "stats"}, **(meta or {})}
     (partial / "stats.json").write_text(json.dumps(stats, indent=2))
     if out.exists():
-        import shutil
-
         shutil.rmtree(out)
     partial.rename(out)
     return out
