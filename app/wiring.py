@@ -82,6 +82,7 @@ def graph_sampler(settings: Settings, retriever: str, seed: int = 0):
     parts = agent_from_settings(settings, retriever=retriever)
     config = settings.agent.config()
 
+    @cache  # one compiled graph per sample, however many problems it runs
     def graph_for_sample(sample: int):
         if settings.llm.temperature <= 0:
             return parts.graph

@@ -5,8 +5,9 @@ Every (problem, sample) has a fixed trajectory id derived from the harvest's ide
 Ctrl-C skips the runs that finished and redoes only the rest; a run cut short is stored
 ``interrupted`` and never counted as finished.
 
-``graph_for_sample(k)`` returns the agent graph for sample ``k`` (its model call seeded
-with ``seed + k``, so the K samples differ under temperature). Locally, runs share one
+``graph_for_sample(k)`` returns the agent graph for sample ``k`` (its model calls seeded
+with ``seed + k``, so the K samples differ under temperature); it is called once per run,
+so it should cache its graphs (`rader.app.wiring.graph_sampler` does). Locally, runs share one
 LLM backend through `rader.agent.batch.run_jobs`; with Ray, `rader.training.ray_harvest`
 runs the same function on workers.
 
@@ -93,13 +94,10 @@ def harvest(problems: list[Problem], graph_for_sample: GraphForSample, *, store:
     """Run every unfinished (problem, sample) of ``spec`` on this machine; see the module doc."""
     todo, skipped = pending_runs(problems, spec, store)
     summary = HarvestSummary(planned=len(todo) + skipped, skipped=skipped)
-    graphs: dict[int, Any] = {}
 
     def jobs() -> Iterator[Job]:
         for problem, sample, trajectory_id in todo:
-            if sample not in graphs:
-                graphs[sample] = graph_for_sample(sample)
-            yield Job(graphs[sample], problem, trajectory_id, spec.run_config(sample))
+            yield Job(graph_for_sample(sample), problem, trajectory_id, spec.run_config(sample))
 
     started = time.perf_counter()
     try:

@@ -33,14 +33,11 @@ class HarvestWorker:
     def __init__(self, factory: Callable[[], GraphForSample], spec: HarvestSpec) -> None:
         self.graph_for_sample = factory()
         self.spec = spec
-        self.graphs: dict[int, Any] = {}
 
     def run(self, problem: dict[str, Any], sample: int, trajectory_id: str) -> dict[str, Any] | None:
         """The finished trajectory as a dict; None when the run broke (it is redone next time)."""
-        if sample not in self.graphs:
-            self.graphs[sample] = self.graph_for_sample(sample)
         try:
-            trajectory = run_problem(self.graphs[sample], Problem.from_dict(problem), store=None,
+            trajectory = run_problem(self.graph_for_sample(sample), Problem.from_dict(problem), store=None,
                                      model=self.spec.model, retriever=self.spec.retriever,
                                      config=self.spec.run_config(sample), trajectory_id=trajectory_id)
         except Exception:
