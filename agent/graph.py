@@ -252,8 +252,8 @@ def build_graph(llm: BaseChatModel, retriever: Any = None, settings: AgentConfig
     def finish(state: AgentState) -> dict[str, Any]:
         answer = state.get("final_answer")
         gold = state["problem"].get("answer")
-        verified = verify_answer(answer, str(gold), limits=config.compute_limits) \
-            if answer and gold is not None else None
+        verified = verify_answer(answer, str(gold), answer_type=state["problem"].get("answer_type"),
+                                 limits=config.compute_limits) if answer and gold is not None else None
         if state.get("status") == "error":
             status = "error"
         elif answer is not None:

@@ -33,6 +33,7 @@ class Problem:
     answer: str | None = None
     solution: str | None = None
     source: str = ""
+    answer_type: str | None = None  # TheoremQA's bool, float, ...: how the answer is compared
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -42,7 +43,8 @@ class Problem:
         answer = data.get("answer")
         return cls(id=str(data["id"]), text=str(data["text"]),
                    answer=None if answer is None else str(answer),
-                   solution=data.get("solution"), source=str(data.get("source") or ""))
+                   solution=data.get("solution"), source=str(data.get("source") or ""),
+                   answer_type=data.get("answer_type"))
 
 
 @dataclass(slots=True)

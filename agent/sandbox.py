@@ -115,14 +115,20 @@ def compute(expression: str, *, limits: ComputeLimits = ComputeLimits()) -> Tool
     return ToolCall("sympy", expression, output, status, round(time.perf_counter() - started, 3))
 
 
-def verify_answer(answer: str, gold: str, *, limits: ComputeLimits = ComputeLimits()) -> bool | None:
+def verify_answer(answer: str, gold: str, *, answer_type: str | None = None,
+                  limits: ComputeLimits = ComputeLimits()) -> bool | None:
     """Whether ``answer`` equals the ``gold`` answer by math-verify; None if it cannot tell.
+    ``answer_type`` (TheoremQA's ``bool``, ``float``...) loosens the comparison to that type's
+    rule: yes/no words for ``bool``, 4 % relative error for ``float``.
 
     Example:
         >>> verify_answer(r"\\frac{1}{2}", "0.5")
         True
+        >>> verify_answer("3.14", "3.1415", answer_type="float")
+        True
     """
     if not answer.strip() or not gold.strip() or max(len(answer), len(gold)) > limits.max_chars:
         return None
-    status, output = _SANDBOX.run({"op": "verify", "gold": gold, "answer": answer}, limits)
+    status, output = _SANDBOX.run({"op": "verify", "gold": gold, "answer": answer,
+                                   "answer_type": answer_type}, limits)
     return output == "true" if status == "ok" else None

@@ -4,7 +4,8 @@ For each request it forks a child that sets ``RLIMIT_CPU`` and ``RLIMIT_AS``, pa
 expression without ``eval`` on raw text, evaluates or solves it, and writes the result to a
 pipe; the worker kills a child that outlives the wall-clock limit. Replies are JSON lines:
 ``{"status": "ok" | "error" | "timeout" | "memory", "output": "..."}``. A request is
-``{"op": "compute", "expression": ...}`` or ``{"op": "verify", "gold": ..., "answer": ...}``
+``{"op": "compute", "expression": ...}`` or
+``{"op": "verify", "gold": ..., "answer": ..., "answer_type": ...}``
 plus ``cpu_seconds``, ``memory_mb`` and ``wall_seconds``.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import resource
 import select
 import signal
@@ -59,9 +61,34 @@ def evaluate(text: str) -> str:
     return str(value)
 
 
-def verify_answer(gold: str, answer: str) -> str:
-    """math-verify's equivalence of two answers: "true" or "false". Its own signal-based
-    timeouts are off: this child's CPU limit bounds the work instead."""
+FLOAT_RELATIVE_TOLERANCE = 0.04  # TheoremQA's own rule for answers of type float
+_TRUE_WORDS, _FALSE_WORDS = {"true", "yes", "t"}, {"false", "no", "f"}
+
+
+def _unboxed(text: str) -> str:
+    match = re.search(r"\\boxed\{(.*)\}", text, re.S)
+    return (match.group(1) if match else text).strip().strip("$").strip()
+
+
+def _numbers(text: str, parsed: list) -> list[float] | None:
+    """The number(s) an answer states: plain float syntax first (math-verify misreads
+    ``1.2e-5``), else math-verify's sympy value."""
+    items = [part.strip() for part in _unboxed(text).strip("[]()").split(",")]
+    try:
+        return [float(item) for item in items]
+    except ValueError:
+        pass
+    value = parsed[0] if parsed else None
+    if isinstance(value, sympy.Basic) and value.is_number:
+        return [float(value)]
+    return None
+
+
+def verify_answer(gold: str, answer: str, answer_type: str | None = None) -> str:
+    """math-verify's equivalence of two answers: "true" or "false". A ``bool`` gold compares
+    as yes/no words; a ``float`` gold (or list of floats) also accepts a number within 4 %
+    relative error. Math-verify's own signal-based timeouts are off: this child's CPU limit
+    bounds the work instead."""
     from math_verify import parse as mv_parse
     from math_verify import verify
 
@@ -69,7 +96,20 @@ def verify_answer(gold: str, answer: str) -> str:
         boxed = text if "\\boxed" in text else f"\\boxed{{{text}}}"
         return mv_parse(boxed, parsing_timeout=None)
 
-    return "true" if verify(parsed(gold), parsed(answer), timeout_seconds=None) else "false"
+    if answer_type == "bool":
+        words = [_unboxed(text).lower().strip(". ") for text in (gold, answer)]
+        truth = [w in _TRUE_WORDS if w in _TRUE_WORDS | _FALSE_WORDS else None for w in words]
+        return "true" if truth[0] is not None and truth[0] == truth[1] else "false"
+    gold_parsed, answer_parsed = parsed(gold), parsed(answer)
+    if verify(gold_parsed, answer_parsed, timeout_seconds=None):
+        return "true"
+    if answer_type in ("float", "list of float"):
+        wanted, got = _numbers(gold, gold_parsed), _numbers(answer, answer_parsed)
+        if wanted and got and len(wanted) == len(got) and all(
+                abs(g - w) <= FLOAT_RELATIVE_TOLERANCE * abs(w) + 1e-12
+                for w, g in zip(wanted, got, strict=True)):
+            return "true"
+    return "false"
 
 
 def _address_space() -> int:
@@ -89,7 +129,7 @@ def _child(request: dict, out_fd: int) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     try:
         if request.get("op") == "verify":
-            output = verify_answer(request["gold"], request["answer"])
+            output = verify_answer(request["gold"], request["answer"], request.get("answer_type"))
         else:
             output = evaluate(request["expression"])
         reply = {"status": "ok", "output": output[:2000]}

@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from rader.app.cli_agent import register as register_agent_commands
+from rader.app.cli_options import HeldOutByOpt, HeldOutFractionOpt, held_out_from
 from rader.app.cli_training import register as register_training_commands
 from rader.app.cli_ui import register as register_ui_command
 from rader.app.settings import Settings, config_path, flatten, load_settings
@@ -249,6 +250,8 @@ def eval_command(
     query_kind: Annotated[str | None, typer.Option(help="treat every query as this kind")] = None,
     encoder: EncoderOpt = None,
     out: Annotated[Path | None, typer.Option(help="also write the results as JSON here")] = None,
+    held_out_by: HeldOutByOpt = None,
+    held_out_fraction: HeldOutFractionOpt = 0.5,
 ) -> None:
     """nDCG@10, Recall@10/100 and MRR@10 per retriever and query kind, in one table."""
     from rader.app.evalrun import run_eval
@@ -256,7 +259,8 @@ def eval_command(
     settings = _settings(ctx, retriever_encoder=encoder)
     names = [n.strip() for n in retrievers.split(",") if n.strip()]
     result = run_eval(settings, corpus=corpus, queries=queries, qrels=qrels, gold_field=gold_field,
-                      retrievers=names, query_kind=query_kind)
+                      retrievers=names, query_kind=query_kind,
+                      held_out=held_out_from(held_out_by, held_out_fraction))
     console.print(result.table(), highlight=False)
     console.print(result.settings_line(), highlight=False, markup=False)
     if out is not None:

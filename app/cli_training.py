@@ -12,6 +12,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from rader.app.cli_options import HeldOutByOpt, HeldOutFractionOpt, held_out_from
+
 console = Console()
 dataset_app = typer.Typer(help="Turn stored trajectories into retriever training data.", no_args_is_help=True)
 
@@ -48,6 +50,8 @@ def register(app: typer.Typer, settings_for) -> None:
             help="run on Ray: 'local' starts it here, or a cluster address ('auto', ray://head:10001)")]
         = None,
         workers: Annotated[int, typer.Option(min=1, help="Ray actors (each loads the model)")] = 2,
+        held_out_by: HeldOutByOpt = None,
+        held_out_fraction: HeldOutFractionOpt = 0.5,
     ) -> None:
         """Run the agent over a problem set, K samples a problem; rerun to resume after a crash."""
         from rader.agent.bench import load_problems
@@ -61,7 +65,9 @@ def register(app: typer.Typer, settings_for) -> None:
             llm["temperature"] = 0.7 if temperature is None else temperature
         settings = settings_for(ctx, llm=llm)
         kind = retriever or settings.agent.retriever
-        items = load_problems(problems, limit, shuffle_seed=shuffle_seed, levels=parse_levels(levels))
+        held_out = held_out_from(held_out_by, held_out_fraction)
+        items = load_problems(problems, limit, shuffle_seed=shuffle_seed, levels=parse_levels(levels),
+                              where=held_out and (lambda row: not held_out.holds(row)))
         store = store_from_settings(settings)
         spec = HarvestSpec(model=settings.llm.model, retriever=kind, samples=samples,
                            temperature=settings.llm.temperature, seed=seed)

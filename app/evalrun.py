@@ -16,6 +16,7 @@ from rader.retriever import (
     Corpus,
     CorpusStore,
     EvalRow,
+    HeldOut,
     RaderError,
     evaluate,
     load_qrels,
@@ -73,10 +74,16 @@ def retriever_for_spec(settings: Settings, docs: Corpus, spec: str):
 
 
 def run_eval(settings: Settings, *, corpus: str, queries: Path, qrels: Path | None,
-             gold_field: str | None, retrievers: list[str], query_kind: str | None) -> EvalResult:
+             gold_field: str | None, retrievers: list[str], query_kind: str | None,
+             held_out: HeldOut | None = None) -> EvalResult:
+    """Score ``retrievers`` on ``queries`` (only the ``held_out`` part of them, when given)."""
     docs = load_eval_corpus(settings, corpus)
-    query_list = load_queries(queries, gold_field=gold_field, kind=query_kind)
+    query_list = load_queries(queries, gold_field=gold_field, kind=query_kind,
+                              where=held_out and held_out.holds)
     judgments = load_qrels(qrels) if qrels else qrels_from_queries(query_list)
+    if held_out:  # a qrels file also judges the queries left out
+        kept = {q.id for q in query_list}
+        judgments = {qid: docs_ for qid, docs_ in judgments.items() if qid in kept}
     engines = {spec: retriever_for_spec(settings, docs, spec) for spec in retrievers}
     rows = evaluate(engines, query_list, judgments)
     options = settings.retriever
@@ -87,6 +94,8 @@ def run_eval(settings: Settings, *, corpus: str, queries: Path, qrels: Path | No
         "index_type": options.index_type, "fusion": options.fusion, "alpha": options.alpha,
         "rrf_k": options.rrf_k, "depth": options.depth, "tokenizer": "math (stem, stopwords)",
     }
+    if held_out:
+        described["held_out"] = f"{held_out.field} {held_out.fraction} seed {held_out.seed}"
     missing = {d for docs_ in judgments.values() for d in docs_} - set(docs.ids)
     if missing:
         described["gold_ids_not_in_corpus"] = len(missing)

@@ -22,6 +22,7 @@ from .hybrid import FUSION_METHODS, HybridIndex, fuse
 from .indexes import IndexManifest, IndexStore
 from .registry import encoder_location, register_encoder, registered_encoders
 from .retrievers import Retriever, RetrieverOptions, clean_query, open_retriever
+from .splits import HeldOut, hash_fraction
 from .tokenizer import MathTokenizer
 from .types import QUERY_KINDS, RETRIEVER_NAMES, Hit, Query, QueryKind, Theorem
 
@@ -42,6 +43,7 @@ __all__ = [
     "Encoder",
     "EvalQuery",
     "EvalRow",
+    "HeldOut",
     "Hit",
     "HybridIndex",
     "IndexManifest",
@@ -59,6 +61,7 @@ __all__ = [
     "encoder_location",
     "evaluate",
     "fuse",
+    "hash_fraction",
     "load_encoder",
     "load_qrels",
     "load_queries",

@@ -19,6 +19,7 @@ Example:
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,9 +48,10 @@ def _read_lines(path: Path) -> list[str]:
         raise RaderError(f"{path} is not UTF-8 text (byte {err.start})") from None
 
 
-def load_queries(path: str | Path, *, gold_field: str | None = None,
-                 kind: str | None = None) -> list[EvalQuery]:
-    """Queries from JSON Lines; ``gold_field`` names the field holding gold ids, if any."""
+def load_queries(path: str | Path, *, gold_field: str | None = None, kind: str | None = None,
+                 where: Callable[[dict], bool] | None = None) -> list[EvalQuery]:
+    """Queries from JSON Lines; ``gold_field`` names the field holding gold ids, if any;
+    ``where`` keeps only the rows it accepts (a `HeldOut` split, say)."""
     path = Path(path)
     if kind is not None and kind not in QUERY_KINDS:
         raise RaderError(f"unknown query kind {kind!r}; choose one of {', '.join(QUERY_KINDS)}")
@@ -65,6 +67,8 @@ def load_queries(path: str | Path, *, gold_field: str | None = None,
             raise RaderError(f"{path}:{number}: not a query object with an id and a text") from None
         if not isinstance(text, str) or not text.strip():
             raise RaderError(f"{path}:{number}: query {query_id!r} has no text")
+        if where and not where(row):
+            continue
         fields = (gold_field,) if gold_field else _GOLD_FIELDS
         gold = next((row[f] for f in fields if row.get(f) is not None), ())
         gold = (gold,) if isinstance(gold, str) else tuple(str(g) for g in gold)

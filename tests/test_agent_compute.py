@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rader.agent import sandbox
+from rader.agent.records import Problem
 from rader.agent.sandbox import ComputeLimits, compute, verify_answer
 
 
@@ -71,3 +72,19 @@ def test_a_killed_worker_is_replaced():
 )
 def test_verify_answer_with_math_verify(answer, gold, expected):
     assert verify_answer(answer, gold) is expected
+
+
+@pytest.mark.parametrize(
+    ("answer", "gold", "answer_type", "expected"),
+    [("3.14", "3.1415", "float", True), ("3.0", "3.1415", "float", False),
+     ("-1.22e-5", "-1.23e-5", "float", True), (r"\frac{99}{100}", "1.0", "float", True),
+     ("[0.51, 0.99]", "[0.5, 1.0]", "list of float", True), ("5.1", "5", "integer", False),
+     ("true", "True", "bool", True), ("Yes.", "True", "bool", True), ("no", "True", "bool", False),
+     ("maybe", "False", "bool", False), ("(c)", "(c)", "option", True)],
+)
+def test_theoremqa_answer_types_compare_by_their_own_rules(answer, gold, answer_type, expected):
+    """TheoremQA's rules: floats within 4 % relative error, bools as yes/no words."""
+    assert verify_answer(answer, gold, answer_type=answer_type) is expected
+    row = {"id": "q", "text": "?", "answer": float(gold) if answer_type == "float" else gold,
+           "answer_type": answer_type}
+    assert Problem.from_dict(row).answer_type == answer_type

@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from rader.app.cli import main
+from rader.retriever import HeldOut
 
 
 def rader(capsys, *args: str) -> tuple[int, str, str]:
@@ -126,6 +127,27 @@ def test_eval_prints_one_table_with_settings(capsys, home, shared_data, tmp_path
     result = json.loads(out_file.read_text())
     assert [r["retriever"] for r in result["rows"]] == ["bm25", "hybrid"]
     assert all(r["queries"] == 40 and 0 < r["ndcg@10"] <= 1 for r in result["rows"])
+
+
+def test_eval_held_out_by_theorem_scores_only_that_part(capsys, home, shared_data, tmp_path):
+    problems = shared_data / "problems" / "theoremqa_dev.jsonl"
+    rows = [json.loads(line) for line in problems.read_text().splitlines()]
+    held = {r["id"] for r in rows if HeldOut("theorem", 0.5).holds(r)}
+    held_theorems = {r["theorem"] for r in rows if r["id"] in held}
+    assert 0 < len(held) < len(rows)
+    assert not held_theorems & {r["theorem"] for r in rows if r["id"] not in held}  # whole theorems
+    out_file = tmp_path / "result.json"
+    corpus = str(shared_data / "theorems" / "theoremqa_theorems.jsonl")
+    code, _, _ = rader(capsys, "eval", "--corpus", corpus, "--queries", str(problems),
+                       "--qrels", str(shared_data / "qrels" / "theoremqa_dev.qrels.tsv"),
+                       "--retrievers", "bm25", "--held-out-by", "theorem", "--out", str(out_file))
+    assert code == 0
+    result = json.loads(out_file.read_text())
+    assert result["rows"][0]["queries"] == len(held) and result["settings"]["judged_queries"] == len(held)
+    assert result["settings"]["held_out"] == "theorem 0.5 seed 0"
+    code, _, err = rader(capsys, "eval", "--corpus", corpus, "--queries", str(problems),
+                         "--retrievers", "bm25", "--held-out-by", "no_such_field")
+    assert code == 2 and "no field 'no_such_field'" in err
 
 
 def test_eval_bright_style_without_qrels(capsys, home, shared_data):

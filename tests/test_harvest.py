@@ -16,6 +16,7 @@ import pytest
 from test_cli import rader
 
 from rader.agent import TrajectoryStore
+from rader.retriever import HeldOut
 from rader.training.harvest import HarvestSpec
 
 PROBLEMS = [
@@ -56,6 +57,20 @@ def test_samples_run_concurrently_and_a_rerun_skips_them(harvest_env, home, smol
     assert code == 0, err
     assert len(stored(home)) == 4
     assert re.search(r"skipped\W+4\b", out) and re.search(r"ran\W+0\b", out)
+
+
+def test_held_out_theorems_are_never_harvested(harvest_env, home, capsys):
+    """`--held-out-by theorem` skips the problems `rader eval --held-out-by theorem` scores."""
+    split = HeldOut("theorem", 0.5)
+    tagged = [{**p, "theorem": f"theorem {i}"} for i in range(20) for p in PROBLEMS[:1]]
+    rows = [next(r for r in tagged if split.holds(r)), next(r for r in tagged if not split.holds(r))]
+    rows = [{**r, "id": f"{r['id']}-{r['theorem']}"} for r in rows]
+    harvest_env.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    code, out, err = rader(capsys, "--no-progress", "harvest", "--problems", str(harvest_env),
+                           "--held-out-by", "theorem")
+    assert code == 0, err
+    assert [r["problem"]["id"] for r in stored(home)] == [rows[1]["id"]]
+    assert re.search(r"planned\W+1\b", out)
 
 
 HARVEST_COMMAND = [sys.executable, "-m", "rader.app.cli", "--no-progress", "harvest", "--problems"]

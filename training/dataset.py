@@ -16,7 +16,6 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import shutil
@@ -29,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from rader.agent.records import Step, Trajectory
-from rader.retriever import Corpus, Encoder, Query, RaderError, Retriever
+from rader.retriever import Corpus, Encoder, Query, RaderError, Retriever, hash_fraction
 from rader.training.examples import Passage, TrainingExample, passage_text
 
 log = logging.getLogger(__name__)
@@ -165,12 +164,8 @@ def split_by_problem(examples: list[TrainingExample], *, dev_fraction: float = 0
     if not 0 <= dev_fraction < 1:
         raise RaderError(f"dev fraction must be in [0, 1), got {dev_fraction}")
 
-    def bucket(problem_id: str) -> float:
-        digest = hashlib.sha256(f"{seed}:{problem_id}".encode()).digest()
-        return int.from_bytes(digest[:8], "big") / 2**64
-
-    dev = [e for e in examples if bucket(e.problem_id) < dev_fraction]
-    train = [e for e in examples if bucket(e.problem_id) >= dev_fraction]
+    dev = [e for e in examples if hash_fraction(e.problem_id, seed) < dev_fraction]
+    train = [e for e in examples if hash_fraction(e.problem_id, seed) >= dev_fraction]
     return train, dev
 
 
