@@ -17,6 +17,7 @@ from rader.agent.records import Problem, Step, Trajectory, now_iso
 from rader.agent.store import TrajectoryStore
 
 OnUpdate = Callable[[str, dict[str, Any], Trajectory], None]
+OnToken = Callable[[str, str], None]  # (node, text of one streamed token chunk)
 
 
 class RunStopped(Exception):
@@ -40,19 +41,28 @@ def apply_update(trajectory: Trajectory, values: dict[str, Any]) -> None:
 
 def run_problem(graph, problem: Problem, *, store: TrajectoryStore | None, model: str, retriever: str,
                 config: dict[str, Any] | None = None, on_update: OnUpdate | None = None,
-                graph_config: dict[str, Any] | None = None, trajectory_id: str | None = None) -> Trajectory:
+                graph_config: dict[str, Any] | None = None, trajectory_id: str | None = None,
+                on_token: OnToken | None = None) -> Trajectory:
     """Stream ``graph`` over ``problem``; returns the finished (or interrupted) trajectory.
 
-    A fixed ``trajectory_id`` makes a rerun overwrite the same row (harvest resumes that way).
+    ``on_update`` sees each node's update; ``on_token``, when given, each token the model
+    writes, with the node writing it (LangGraph's ``messages`` stream). A fixed
+    ``trajectory_id`` makes a rerun overwrite the same row (harvest resumes that way).
     """
     trajectory = Trajectory.start(problem, model=model, retriever=retriever, config=config,
                                   trajectory_id=trajectory_id)
     if store is not None:
         store.save(trajectory)
     try:
-        for update in graph.stream({"problem": problem.to_dict()}, config=graph_config,
-                                   stream_mode="updates"):
-            for node, values in update.items():
+        modes = ["updates", "messages"] if on_token else ["updates"]
+        for mode, chunk in graph.stream({"problem": problem.to_dict()}, config=graph_config,
+                                        stream_mode=modes):
+            if mode == "messages":
+                message, metadata = chunk
+                if isinstance(message.content, str) and message.content:
+                    on_token(metadata.get("langgraph_node", ""), message.content)
+                continue
+            for node, values in chunk.items():
                 apply_update(trajectory, values or {})
                 if store is not None and node in _SAVE_AFTER:
                     store.save(trajectory)

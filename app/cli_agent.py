@@ -58,11 +58,15 @@ def register(app: typer.Typer, settings_for) -> None:
         with progress:
             parts = agent_from_settings(settings, retriever=retriever, progress=on_bytes)
         renderer = None if as_json else RunRenderer(console, _title_lookup(parts.retriever))
-        trajectory = run_problem(
-            parts.graph, Problem(id="cli", text=problem, answer=answer, source="cli"),
-            store=store_from_settings(settings), model=parts.model, retriever=parts.retriever_name,
-            config={"llm": settings.llm.model_dump(), "agent": settings.agent.model_dump()},
-            on_update=renderer)
+        try:
+            trajectory = run_problem(
+                parts.graph, Problem(id="cli", text=problem, answer=answer, source="cli"),
+                store=store_from_settings(settings), model=parts.model, retriever=parts.retriever_name,
+                config={"llm": settings.llm.model_dump(), "agent": settings.agent.model_dump()},
+                on_update=renderer, on_token=renderer and renderer.on_token)
+        finally:
+            if renderer:
+                renderer.close()
         if as_json:
             console.print_json(json.dumps(trajectory.to_dict(), ensure_ascii=False))
 

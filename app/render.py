@@ -1,10 +1,12 @@
-"""Rich rendering of an agent run as it streams, one block per node update."""
+"""Rich rendering of an agent run as it streams: one block per node update, and the step
+being written shown token by token until its block replaces it."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from rich.console import Console
+from rich.live import Live
 from rich.panel import Panel
 from rich.text import Text
 
@@ -17,8 +19,28 @@ class RunRenderer:
     def __init__(self, console: Console, theorem_title) -> None:
         self.console = console
         self.title = theorem_title
+        self._live: Live | None = None
+        self._draft = Text()
+
+    def on_token(self, node: str, text: str) -> None:
+        """Show the reasoning step as the model writes it (erased when its block is printed)."""
+        if node != "reason":
+            return
+        if self._live is None:
+            self._draft = Text()
+            self._live = Live(console=self.console, transient=True, auto_refresh=False)
+            self._live.start()
+        self._draft.append(text)
+        self._live.update(Panel(self._draft, title="writing the next step...", expand=False), refresh=True)
+
+    def close(self) -> None:
+        """Erase the draft of a step in progress (call when a run ends early)."""
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
 
     def __call__(self, node: str, values: dict[str, Any], trajectory: Trajectory) -> None:
+        self.close()
         step_no = len(trajectory.steps) + (0 if node in ("reason", "compute", "finish") else 1)
         if node == "retrieve":
             pending = values["pending"]

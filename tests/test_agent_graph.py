@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import socket
 import threading
 
@@ -9,10 +10,12 @@ import pytest
 from conftest import MODEL_CACHE
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
 from langgraph.checkpoint.memory import InMemorySaver
+from rich.console import Console
 
 from rader.agent import AgentConfig, LLMConfig, Problem, build_graph, chat_model
 from rader.agent.prompts import quote_theorem, reason_prompt
 from rader.agent.runner import run_problem
+from rader.app.render import RunRenderer
 from rader.retriever import Corpus, Theorem, builtin_corpus, open_retriever
 
 FAST = AgentConfig(max_steps=2, k=2, step_tokens=64)
@@ -75,6 +78,20 @@ def test_developer_embedding_with_checkpointer_and_token_stream(smol_llm, bm25):
     assert tokens, "no token stream"
     saved = graph.get_state(config)
     assert saved.values["status"] in ("done", "budget_exhausted")
+
+
+def test_solve_view_shows_the_step_token_by_token(smol_llm, bm25):
+    """`rader solve`'s renderer: a live draft of the step as tokens arrive, then its block."""
+    terminal = io.StringIO()
+    renderer = RunRenderer(Console(file=terminal, force_terminal=True, width=100), lambda tid: tid)
+    seen = []
+    graph = build_graph(llm=smol_llm, retriever=bm25, settings=FAST)
+    trajectory = run_problem(graph, Problem.from_dict(PROBLEM), store=None, model="smollm2", retriever="bm25",
+                             on_update=renderer, on_token=lambda node, text: (seen.append(node),
+                                                                               renderer.on_token(node, text)))
+    shown = terminal.getvalue()
+    assert "reason" in seen and "writing the next step" in shown
+    assert trajectory.steps and "step 1" in shown and "answer" in shown
 
 
 class Scripted(FakeListChatModel):
