@@ -13,11 +13,31 @@ from rader.agent.protocol import last_boxed, parse_query, parse_reason, parse_ve
 from rader.agent.records import Judgment, Problem, Step, ToolCall, Trajectory
 from rader.agent.sandbox import ComputeLimits, compute, verify_answer
 from rader.agent.state import AgentConfig, AgentState
-from rader.agent.store import TrajectoryStore
+from rader.agent.store import MergeReport, TrajectoryStore, read_trajectories
 
 __all__ = [
-    "CATALOG", "DEFAULT_MODEL", "AgentConfig", "AgentState", "ComputeLimits", "Judgment",
-    "LLMConfig", "Problem", "Step", "ToolCall", "Trajectory", "TrajectoryStore", "build_graph",
-    "chat_model", "compute", "fetch", "last_boxed", "parse_query", "parse_reason",
-    "parse_verdict", "resolve_model", "verify_answer",
+    "CATALOG",
+    "DEFAULT_MODEL",
+    "AgentConfig",
+    "AgentState",
+    "ComputeLimits",
+    "Judgment",
+    "LLMConfig",
+    "MergeReport",
+    "Problem",
+    "Step",
+    "ToolCall",
+    "Trajectory",
+    "TrajectoryStore",
+    "build_graph",
+    "chat_model",
+    "compute",
+    "fetch",
+    "last_boxed",
+    "parse_query",
+    "parse_reason",
+    "parse_verdict",
+    "read_trajectories",
+    "resolve_model",
+    "verify_answer",
 ]

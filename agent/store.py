@@ -18,21 +18,24 @@ Example:
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import socket
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rader.agent.records import Judgment, Trajectory, now_iso
+from rader.agent.records import SCHEMA_VERSION, Judgment, Trajectory, now_iso
 from rader.retriever import RaderError
 
 # Version 1: trajectories, human judgments. Version 2 adds `writers` (which process owns a
 # running row). Every statement below is idempotent, so running it migrates any older file.
 STORE_VERSION = 2
+FINISHED_STATUSES = ("done", "budget_exhausted", "error")
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS trajectories (
@@ -184,11 +187,12 @@ class TrajectoryStore:
             yield self.get(summary["id"])
 
     def export(self, path: str | Path, *, fmt: str = "jsonl", **filters: Any) -> int:
-        """Write matching trajectories as JSON Lines or Parquet; returns how many."""
+        """Write matching trajectories as JSON Lines (gzipped when the name ends in .gz) or
+        Parquet; returns how many."""
         path = Path(path)
         rows = [t.to_dict() for t in self.iter_trajectories(**filters)]
         if fmt == "jsonl":
-            with path.open("w", encoding="utf-8") as out:
+            with _open_text(path, "w") as out:
                 for row in rows:
                     out.write(json.dumps(row, ensure_ascii=False) + "\n")
         elif fmt == "parquet":
@@ -204,6 +208,30 @@ class TrajectoryStore:
         else:
             raise RaderError(f"unknown export format {fmt!r}; choose jsonl or parquet")
         return len(rows)
+
+    def merge(self, trajectories: Iterable[Trajectory]) -> MergeReport:
+        """Add trajectories from elsewhere (another machine's export, a Ray shard), by id: a new
+        id is added; a finished run replaces a stored unfinished one; otherwise the stored row
+        stays. A run still ``running`` in its file has no writer here: it arrives ``interrupted``."""
+        report = MergeReport()
+        incoming = list(trajectories)
+        stored = self.statuses(t.id for t in incoming)
+        with self._lock:
+            for trajectory in incoming:
+                if trajectory.status == "running":
+                    trajectory.status = "interrupted"
+                    trajectory.finished_at = trajectory.finished_at or now_iso()
+                held = stored.get(trajectory.id)
+                if held is None:
+                    report.added += 1
+                elif held not in FINISHED_STATUSES and trajectory.status in FINISHED_STATUSES:
+                    report.replaced += 1
+                else:
+                    report.kept += 1
+                    continue
+                self._write(trajectory)
+                stored[trajectory.id] = trajectory.status
+        return report
 
     # -- human judgments -------------------------------------------------------------------
     def add_human_judgment(self, trajectory_id: str, step_index: int, judgment: Judgment) -> None:
@@ -230,6 +258,52 @@ class TrajectoryStore:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+@dataclass
+class MergeReport:
+    added: int = 0
+    replaced: int = 0  # a finished run in place of a stored unfinished one
+    kept: int = 0  # the stored row stayed
+
+
+def _open_text(path: Path, mode: str):
+    if path.suffix == ".gz":
+        return gzip.open(path, mode + "t", encoding="utf-8")
+    return path.open(mode, encoding="utf-8")
+
+
+def read_trajectories(path: str | Path) -> list[Trajectory]:
+    """Every trajectory of a file `TrajectoryStore.export` wrote (JSON Lines, gzipped or not,
+    or Parquet); a bad row or a newer record version stops the read with its line number, so
+    a merge never takes half a file."""
+    path = Path(path)
+    if not path.is_file():
+        raise RaderError(f"file not found: {path}")
+    try:
+        if path.suffix == ".parquet":
+            import pandas as pd
+
+            lines = list(pd.read_parquet(path, columns=["data"])["data"])
+        else:
+            with _open_text(path, "r") as source:
+                lines = source.read().splitlines()
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise RaderError(f"{path} is not a trajectory export ({err})") from None
+    trajectories = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+            trajectory = Trajectory.from_dict(data)
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise RaderError(f"{path}:{number}: not a trajectory record") from None
+        if trajectory.schema_version > SCHEMA_VERSION:
+            raise RaderError(f"{path}:{number}: trajectory record version {trajectory.schema_version} "
+                             f"is newer than this rader's ({SCHEMA_VERSION}): upgrade rader to read it")
+        trajectories.append(trajectory)
+    return trajectories
 
 
 def _writer_alive(pid: int | None, host: str | None) -> bool:

@@ -16,7 +16,7 @@ from rader.retriever import RaderError, register_encoder, registered_encoders
 console = Console()
 models_app = typer.Typer(help="The LLM catalog (list, fetch) and trained encoders (register).",
                          no_args_is_help=True)
-trajectories_app = typer.Typer(help="Stored agent runs: list, show, export.", no_args_is_help=True)
+trajectories_app = typer.Typer(help="Stored agent runs: list, show, export, import.", no_args_is_help=True)
 bench_app = typer.Typer(help="Measure the relevance judge and the agent.", no_args_is_help=True)
 
 
@@ -167,6 +167,22 @@ def register(app: typer.Typer, settings_for) -> None:
             out, fmt=fmt, status=status, model=model, verified=verified, since=since)
         console.print(f"wrote {count} trajectories to {out}")
 
+
+    @trajectories_app.command("import")
+    def trajectories_import(
+        ctx: typer.Context,
+        files: Annotated[list[Path], typer.Argument(help="exports (.jsonl, .jsonl.gz, .parquet)")],
+    ) -> None:
+        """Merge exported trajectories (another machine's harvest, say) into the store, by id."""
+        from rader.agent.store import read_trajectories
+        from rader.app.wiring import store_from_settings
+
+        batches = [read_trajectories(path) for path in files]  # all files read before any write
+        store = store_from_settings(settings_for(ctx))
+        for path, trajectories in zip(files, batches, strict=True):
+            report = store.merge(trajectories)
+            console.print(f"{path}: {report.added} added, {report.replaced} replaced (finished runs in "
+                          f"place of unfinished ones), {report.kept} already stored")
 
     @bench_app.command("judge")
     def bench_judge_command(

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from rader.agent import Judgment, Problem, Step, Trajectory, TrajectoryStore
-from rader.agent.store import STORE_VERSION
+from rader.agent.store import STORE_VERSION, read_trajectories
 from rader.retriever import Hit, Query, RaderError
 
 
@@ -55,6 +55,49 @@ def test_exports(tmp_path):
     assert len(table) == 3 and json.loads(table["data"][0])["steps"][0]["thought"] == "2+3=5"
     with pytest.raises(RaderError, match="jsonl or parquet"):
         store.export(tmp_path / "x.csv", fmt="csv")
+
+
+@pytest.mark.parametrize("name", ["shard.jsonl.gz", "shard.parquet"])
+def test_exports_from_other_machines_merge_by_id(tmp_path, name):
+    """A shard from another machine: new ids are added, a finished run replaces an unfinished
+    one, a row still `running` there arrives `interrupted`, and importing twice changes nothing."""
+    there = TrajectoryStore(tmp_path / "there.db")
+    finished, cut = sample("a"), sample("b")
+    live = sample("c", status="running", verified=None)
+    for trajectory in (finished, cut, live):
+        there.save(trajectory)
+    here = TrajectoryStore(tmp_path / "here.db")
+    stale = sample("b", status="interrupted", verified=None)
+    stale.id = cut.id
+    here.save(stale)
+    shard = tmp_path / name
+    assert there.export(shard, fmt="parquet" if name.endswith("parquet") else "jsonl") == 3
+    report = here.merge(read_trajectories(shard))
+    assert (report.added, report.replaced, report.kept) == (2, 1, 0)
+    assert here.get(finished.id).to_dict() == finished.to_dict()
+    assert here.get(cut.id).status == "done" and here.get(live.id).status == "interrupted"
+    again = here.merge(read_trajectories(shard))
+    assert (again.added, again.replaced, again.kept) == (0, 0, 3)
+
+
+def test_a_bad_or_newer_import_is_refused_whole(tmp_path, capsys, home):
+    from test_cli import rader
+
+    good = json.dumps(sample("a").to_dict())
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(good + "\n" + "{not json\n")
+    code, _, err = rader(capsys, "trajectories", "import", str(bad))
+    assert code == 2 and "bad.jsonl:2: not a trajectory record" in err
+    newer = tmp_path / "newer.jsonl"
+    newer.write_text(json.dumps({**sample("b").to_dict(), "schema_version": 99}) + "\n")
+    with pytest.raises(RaderError, match="newer than this rader"):
+        read_trajectories(newer)
+    assert TrajectoryStore(home / "trajectories.db").list() == []  # nothing of either file landed
+    good_file = tmp_path / "good.jsonl"
+    good_file.write_text(good + "\n")
+    code, out, _ = rader(capsys, "trajectories", "import", str(good_file))
+    assert code == 0 and "1 added" in out
+    assert len(TrajectoryStore(home / "trajectories.db").list()) == 1
 
 
 def test_human_judgments_attach_to_the_step(tmp_path):

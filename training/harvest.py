@@ -28,9 +28,8 @@ from typing import Any
 
 from rader.agent.batch import Job, run_jobs
 from rader.agent.records import Problem, Trajectory
-from rader.agent.store import TrajectoryStore
+from rader.agent.store import FINISHED_STATUSES, TrajectoryStore
 
-FINISHED = ("done", "budget_exhausted", "error")  # a rerun skips these; interrupted ones run again
 GraphForSample = Callable[[int], Any]
 
 
@@ -84,7 +83,7 @@ def pending_runs(problems: list[Problem], spec: HarvestSpec,
     """(problem, sample, trajectory id) of every run not finished yet, and how many are."""
     planned = [(p, k, spec.trajectory_id(p.id, k)) for p in problems for k in range(spec.samples)]
     statuses = store.statuses(tid for _, _, tid in planned)
-    todo = [run for run in planned if statuses.get(run[2]) not in FINISHED]
+    todo = [run for run in planned if statuses.get(run[2]) not in FINISHED_STATUSES]  # interrupted: again
     return todo, len(planned) - len(todo)
 
 
