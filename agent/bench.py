@@ -109,7 +109,8 @@ def load_problems(path: str | Path, limit: int | None, *, shuffle_seed: int | No
                   levels: set[int] | None = None,
                   where: Callable[[dict], bool] | None = None) -> list[Problem]:
     """Problems from a JSON Lines file (of ``levels`` only and rows ``where`` accepts, when
-    given); the first ``limit``, or ``limit`` drawn with a seed."""
+    given); the first ``limit``, or ``limit`` drawn with a seed. Rows that name a ``picture``
+    (TheoremQA's figures, which the data does not include) are left out: the agent reads text."""
     path = Path(path)
     if not path.is_file():
         raise RaderError(f"problems file not found: {path}")
@@ -122,7 +123,7 @@ def load_problems(path: str | Path, limit: int | None, *, shuffle_seed: int | No
             problem = Problem.from_dict(row)
         except (ValueError, KeyError, TypeError):
             raise RaderError(f"{path}:{number}: not a problem object with id and text") from None
-        if (levels and row.get("level") not in levels) or (where and not where(row)):
+        if row.get("picture") or (levels and row.get("level") not in levels) or (where and not where(row)):
             continue
         problems.append(problem)
         if limit and len(problems) >= limit and shuffle_seed is None:

@@ -60,11 +60,13 @@ def test_samples_run_concurrently_and_a_rerun_skips_them(harvest_env, home, smol
 
 
 def test_held_out_theorems_are_never_harvested(harvest_env, home, capsys):
-    """`--held-out-by theorem` skips the problems `rader eval --held-out-by theorem` scores."""
+    """`--held-out-by theorem` skips the problems `rader eval --held-out-by theorem` scores;
+    a problem that needs a picture is skipped too."""
     split = HeldOut("theorem", 0.5)
     tagged = [{**p, "theorem": f"theorem {i}"} for i in range(20) for p in PROBLEMS[:1]]
     rows = [next(r for r in tagged if split.holds(r)), next(r for r in tagged if not split.holds(r))]
     rows = [{**r, "id": f"{r['id']}-{r['theorem']}"} for r in rows]
+    rows.append({**rows[1], "id": "needs-a-figure", "picture": "figure.png"})  # not in the data: skipped
     harvest_env.write_text("".join(json.dumps(r) + "\n" for r in rows))
     code, out, err = rader(capsys, "--no-progress", "harvest", "--problems", str(harvest_env),
                            "--held-out-by", "theorem")
