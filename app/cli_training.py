@@ -107,6 +107,9 @@ def register(app: typer.Typer, settings_for) -> None:
             help="drop mined negatives scored within this fraction of the positive (likely positives)")]
         = 0.05,
         model: Annotated[str | None, typer.Option(help="only trajectories of this model")] = None,
+        unverified: Annotated[bool, typer.Option(
+            help="also learn from runs whose answer is wrong or missing (the judge's verdicts alone; "
+            "RaDeR takes verified runs only)")] = False,
     ) -> None:
         """Positives, hard negatives and queries of every kind from the stored trajectories."""
         from rader.app.wiring import (
@@ -125,11 +128,13 @@ def register(app: typer.Typer, settings_for) -> None:
         encoder = None if mine == "none" else shared_encoder(options.encoder, options.batch_size)
         with console.status("building examples"):
             examples, report = build_examples(store.iter_trajectories(model=model), corpus, miner=miner,
-                                              encoder=encoder, mined_per_query=mined_per_query, margin=margin)
+                                              encoder=encoder, mined_per_query=mined_per_query, margin=margin,
+                                              unverified=unverified)
             train, dev = split_by_problem(examples, dev_fraction=dev_fraction, seed=seed)
             folder = write_dataset(out, train, dev, report, corpus=corpus, meta={
                 "store": str(store.path), "corpora": settings.corpora, "mine": mine, "margin": margin,
-                "dev_fraction": dev_fraction, "seed": seed, "model_filter": model})
+                "dev_fraction": dev_fraction, "seed": seed, "model_filter": model,
+                "unverified": unverified})
         stats = json.loads((folder / "stats.json").read_text())
         console.print(_table(f"examples from {stats['build']['trajectories']} trajectories", stats["build"]))
         for split in ("train", "dev"):

@@ -87,6 +87,12 @@ def test_examples_follow_the_raderr_rules(stored):
     assert ("cut run query", "llm_query") not in found
     assert report.human_judgments == 2 and report.trajectories == 16
     assert all(e.provenance and e.provenance[0]["step_index"] >= 1 for e in examples)
+    # relaxed: the judge's verdicts count on the wrong run too, but the human's still wins
+    # and the interrupted run still never counts
+    relaxed = by_query(build_examples(stored.iter_trajectories(), CORPUS, unverified=True)[0])
+    wrong = relaxed[("wrong run query", "llm_query")]
+    assert {p.docid for p in wrong.positives} == {IDS[3], e} and not wrong.negatives
+    assert ("cut run query", "llm_query") not in relaxed
 
 
 def test_mined_negatives_skip_positives_and_likely_positives(stored, tmp_path, encoder):

@@ -6,7 +6,8 @@ itself, its keywords, the problem on the first step). Theorems retrieved for the
 judged irrelevant are hard negatives; more are mined from a retriever's top-k, skipping
 anything judged relevant anywhere for the same problem and anything the encoder scores
 within ``margin`` of the positive (likely false negatives). A human judgment (from the
-UI) overrides the model's, and counts on any trajectory, verified or not.
+UI) overrides the model's, and counts on any trajectory, verified or not. ``unverified=True``
+relaxes the recipe: the model's verdicts count on every finished run.
 
 Example:
     >>> examples, report = build_examples(store.iter_trajectories(), corpus)  # doctest: +SKIP
@@ -46,14 +47,16 @@ class BuildReport:
     stats: dict[str, Any] = field(default_factory=dict)
 
 
-def step_verdicts(step: Step, verified: bool | None) -> dict[str, tuple[bool, str]]:
+def step_verdicts(step: Step, verified: bool | None, *,
+                  unverified: bool = False) -> dict[str, tuple[bool, str]]:
     """theorem id -> (relevant, judge) for the judgments that count: a human's on any run,
-    the model's only on runs whose answer is verified; a human's wins over the model's."""
+    the model's only on runs whose answer is verified (on every finished run with
+    ``unverified``); a human's wins over the model's."""
     verdicts: dict[str, tuple[bool, str]] = {}
     for judgment in step.judgments:
         if judgment.judge == "human":
             verdicts[judgment.theorem_id] = (judgment.relevant, "human")
-        elif verified is True and verdicts.get(judgment.theorem_id, (None, ""))[1] != "human":
+        elif (verified is True or unverified) and verdicts.get(judgment.theorem_id, (None, ""))[1] != "human":
             verdicts[judgment.theorem_id] = (judgment.relevant, "model")
     return verdicts
 
@@ -84,7 +87,8 @@ class _Draft:
                 self.negatives[theorem_id] = judge
 
 
-def gather_drafts(trajectories: Iterable[Trajectory], report: BuildReport) -> tuple[list[_Draft], dict]:
+def gather_drafts(trajectories: Iterable[Trajectory], report: BuildReport, *,
+                  unverified: bool = False) -> tuple[list[_Draft], dict]:
     """One draft per (problem, query kind, query text); also every theorem judged relevant per problem."""
     drafts: dict[tuple[str, str, str], _Draft] = {}
     relevant_for_problem: dict[str, set[str]] = defaultdict(set)
@@ -95,7 +99,7 @@ def gather_drafts(trajectories: Iterable[Trajectory], report: BuildReport) -> tu
             continue  # never learn from half a run
         for step in trajectory.steps:
             report.human_judgments += sum(j.judge == "human" for j in step.judgments)
-            verdicts = step_verdicts(step, trajectory.verified)
+            verdicts = step_verdicts(step, trajectory.verified, unverified=unverified)
             if not verdicts:
                 continue
             relevant_for_problem[trajectory.problem.id].update(t for t, (rel, _) in verdicts.items() if rel)
@@ -121,10 +125,13 @@ def _too_close(encoder: Encoder, query: Query, positives: list[Passage], candida
 
 def build_examples(trajectories: Iterable[Trajectory], corpus: Corpus, *, miner: Retriever | None = None,
                    encoder: Encoder | None = None, mine_depth: int = 10, mined_per_query: int = 3,
-                   margin: float = 0.05) -> tuple[list[TrainingExample], BuildReport]:
-    """Training examples from ``trajectories``; ``miner`` adds mined negatives, ``encoder`` guards them."""
+                   margin: float = 0.05,
+                   unverified: bool = False) -> tuple[list[TrainingExample], BuildReport]:
+    """Training examples from ``trajectories``; ``miner`` adds mined negatives, ``encoder`` guards them.
+    ``unverified`` also takes the judge's verdicts from runs whose answer is wrong or missing
+    (more data when verified runs are scarce, at the price of noisier positives)."""
     report = BuildReport()
-    drafts, relevant_for_problem = gather_drafts(trajectories, report)
+    drafts, relevant_for_problem = gather_drafts(trajectories, report, unverified=unverified)
     examples = []
     for draft in drafts:
         known = [t for t in (*draft.positives, *draft.negatives) if t in corpus]
