@@ -20,6 +20,7 @@ from rader.retriever import Hit, Query
 
 SCHEMA_VERSION = 1
 Status = Literal["running", "done", "budget_exhausted", "error", "interrupted"]
+FINISHED_STATUSES = ("done", "budget_exhausted", "error")  # a run that reached its end
 
 
 def now_iso() -> str:
@@ -140,6 +141,11 @@ class Trajectory:
               trajectory_id: str | None = None) -> Trajectory:
         return cls(id=trajectory_id or uuid.uuid4().hex, problem=problem, model=model, retriever=retriever,
                    config=dict(config or {}))
+
+    def mark_interrupted(self) -> None:
+        """A run cut short (Ctrl-C, a stop, a dead writer): it keeps its steps, never counts as whole."""
+        self.status = "interrupted"
+        self.finished_at = self.finished_at or now_iso()
 
     @property
     def tokens(self) -> int:

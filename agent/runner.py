@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from rader.agent.records import Problem, Step, Trajectory, now_iso
+from rader.agent.records import FINISHED_STATUSES, Problem, Step, Trajectory, now_iso
 from rader.agent.store import TrajectoryStore
 
 OnUpdate = Callable[[str, dict[str, Any], Trajectory], None]
@@ -32,7 +32,7 @@ def apply_update(trajectory: Trajectory, values: dict[str, Any]) -> None:
     for key in ("final_answer", "verified"):
         if key in values:
             setattr(trajectory, key, values[key])
-    if values.get("status") in ("done", "budget_exhausted", "error"):
+    if values.get("status") in FINISHED_STATUSES:
         trajectory.status = values["status"]
         trajectory.finished_at = now_iso()
     if values.get("stop_reason"):
@@ -70,8 +70,7 @@ def run_problem(graph, problem: Problem, *, store: TrajectoryStore | None, model
                     on_update(node, values or {}, trajectory)
     except BaseException:
         # KeyboardInterrupt, a stop from the UI, or a bug: the record says so and keeps its steps
-        trajectory.status = "interrupted"
-        trajectory.finished_at = now_iso()
+        trajectory.mark_interrupted()
         if store is not None:
             store.save(trajectory)
         raise

@@ -29,13 +29,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rader.agent.records import SCHEMA_VERSION, Judgment, Trajectory, now_iso
+from rader.agent.records import FINISHED_STATUSES, SCHEMA_VERSION, Judgment, Trajectory, now_iso
 from rader.retriever import RaderError
 
 # Version 1: trajectories, human judgments. Version 2 adds `writers` (which process owns a
 # running row). Every statement below is idempotent, so running it migrates any older file.
 STORE_VERSION = 2
-FINISHED_STATUSES = ("done", "budget_exhausted", "error")
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS trajectories (
@@ -97,8 +96,7 @@ class TrajectoryStore:
             dead = [data for data, pid, host in rows if not _writer_alive(pid, host)]
             for data in dead:
                 trajectory = Trajectory.from_dict(json.loads(data))
-                trajectory.status = "interrupted"
-                trajectory.finished_at = trajectory.finished_at or now_iso()
+                trajectory.mark_interrupted()
                 self._write(trajectory)
         return len(dead)
 
@@ -219,8 +217,7 @@ class TrajectoryStore:
         with self._lock:
             for trajectory in incoming:
                 if trajectory.status == "running":
-                    trajectory.status = "interrupted"
-                    trajectory.finished_at = trajectory.finished_at or now_iso()
+                    trajectory.mark_interrupted()
                 held = stored.get(trajectory.id)
                 if held is None:
                     report.added += 1

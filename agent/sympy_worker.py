@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import resource
 import select
 import signal
@@ -27,6 +26,8 @@ from sympy.parsing.sympy_parser import (
     parse_expr,
     standard_transformations,
 )
+
+from rader.agent.protocol import last_boxed
 
 _SAFE_NAMES = (
     "sqrt root sin cos tan cot sec csc asin acos atan sinh cosh tanh exp log pi E I oo "
@@ -66,8 +67,7 @@ _TRUE_WORDS, _FALSE_WORDS = {"true", "yes", "t"}, {"false", "no", "f"}
 
 
 def _unboxed(text: str) -> str:
-    match = re.search(r"\\boxed\{(.*)\}", text, re.S)
-    return (match.group(1) if match else text).strip().strip("$").strip()
+    return (last_boxed(text) or text).strip().strip("$").strip()
 
 
 def _numbers(text: str, parsed: list) -> list[float] | None:

@@ -27,8 +27,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from rader.agent.batch import Job, run_jobs
-from rader.agent.records import Problem, Trajectory
-from rader.agent.store import FINISHED_STATUSES, TrajectoryStore
+from rader.agent.records import FINISHED_STATUSES, Problem, Trajectory
+from rader.agent.store import TrajectoryStore
 
 GraphForSample = Callable[[int], Any]
 
