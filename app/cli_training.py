@@ -126,15 +126,14 @@ def register(app: typer.Typer, settings_for) -> None:
         miner = None if mine == "none" else retriever_from_settings(settings, corpus, kind=mine)
         options = settings.retriever.options(settings.home)
         encoder = None if mine == "none" else shared_encoder(options.encoder, options.batch_size)
-        with console.status("building examples"):
-            examples, report = build_examples(store.iter_trajectories(model=model), corpus, miner=miner,
-                                              encoder=encoder, mined_per_query=mined_per_query, margin=margin,
-                                              unverified=unverified)
-            train, dev = split_by_problem(examples, dev_fraction=dev_fraction, seed=seed)
-            folder = write_dataset(out, train, dev, report, corpus=corpus, meta={
-                "store": str(store.path), "corpora": settings.corpora, "mine": mine, "margin": margin,
-                "dev_fraction": dev_fraction, "seed": seed, "model_filter": model,
-                "unverified": unverified})
+        examples, report = build_examples(store.iter_trajectories(model=model), corpus, miner=miner,
+                                          encoder=encoder, mined_per_query=mined_per_query, margin=margin,
+                                          unverified=unverified, show_progress=settings.show_progress)
+        train, dev = split_by_problem(examples, dev_fraction=dev_fraction, seed=seed)
+        folder = write_dataset(out, train, dev, report, corpus=corpus, meta={
+            "store": str(store.path), "corpora": settings.corpora, "mine": mine, "margin": margin,
+            "dev_fraction": dev_fraction, "seed": seed, "model_filter": model,
+            "unverified": unverified})
         stats = json.loads((folder / "stats.json").read_text())
         console.print(_table(f"examples from {stats['build']['trajectories']} trajectories", stats["build"]))
         for split in ("train", "dev"):

@@ -16,7 +16,14 @@ from test_cli import rader
 
 from rader.agent import Judgment, Problem, Step, Trajectory, TrajectoryStore
 from rader.retriever import Corpus, Hit, Query, builtin_corpus, load_encoder, load_qrels, open_retriever
-from rader.training.dataset import build_examples, load_examples, split_by_problem, write_dataset
+from rader.training.dataset import (
+    build_examples,
+    likely_positives,
+    load_examples,
+    split_by_problem,
+    write_dataset,
+)
+from rader.training.examples import Passage, passage_text
 from rader.training.train import MANIFEST, TrainConfig, train_encoder
 
 CORPUS = builtin_corpus()
@@ -95,7 +102,7 @@ def test_examples_follow_the_raderr_rules(stored):
     assert ("cut run query", "llm_query") not in relaxed
 
 
-def test_mined_negatives_skip_positives_and_likely_positives(stored, tmp_path, encoder):
+def test_mined_negatives_skip_positives_andlikely_positives(stored, tmp_path, encoder):
     bm25 = open_retriever("bm25", CORPUS, home=tmp_path, show_progress=False)
     examples, report = build_examples(stored.iter_trajectories(), CORPUS, miner=bm25, encoder=encoder,
                                       mined_per_query=2, margin=0.05)
@@ -116,6 +123,18 @@ def test_mined_negatives_skip_positives_and_likely_positives(stored, tmp_path, e
                                mined_per_query=2, margin=1.0)
     assert strict.mined_dropped_as_likely_positive > report.mined_dropped_as_likely_positive
     assert strict.mined_negatives < report.mined_negatives
+
+
+def test_guard_encodes_once_yet_scores_each_query_against_its_own_positive(encoder):
+    passages = [Passage.of(CORPUS.get(t)) for t in IDS[:5]]
+    rows = [(Query("sum of an arithmetic series", "llm_query"), [passages[0]], passages[1:4]),
+            (Query("roots of a quadratic polynomial", "cot_step"), [passages[4]], passages[:3])]
+    batched = likely_positives(encoder, rows, margin=0.5)
+    for (query, positives, candidates), flags in zip(rows, batched, strict=True):
+        scores = encoder.encode_documents([passage_text(p) for p in positives + candidates],
+                                          show_progress=False) @ encoder.encode_queries([query])[0]
+        assert flags == [bool(s > scores[0] * 0.5) for s in scores[1:]]
+    assert [len(f) for f in batched] == [3, 3]
 
 
 def test_split_is_by_problem_and_exports_are_readable(stored, tmp_path):

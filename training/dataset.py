@@ -26,9 +26,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from tqdm.auto import tqdm
 
-from rader.agent.records import Step, Trajectory
+from rader.agent.records import FINISHED_STATUSES, Step, Trajectory
 from rader.retriever import Corpus, Encoder, Query, RaderError, Retriever, hash_fraction
 from rader.training.examples import Passage, TrainingExample, passage_text
 
@@ -95,7 +95,7 @@ def gather_drafts(trajectories: Iterable[Trajectory], report: BuildReport, *,
     for trajectory in trajectories:
         report.trajectories += 1
         report.verified_trajectories += trajectory.verified is True
-        if trajectory.status in ("running", "interrupted"):
+        if trajectory.status not in FINISHED_STATUSES:
             continue  # never learn from half a run
         for step in trajectory.steps:
             report.human_judgments += sum(j.judge == "human" for j in step.judgments)
@@ -113,56 +113,67 @@ def gather_drafts(trajectories: Iterable[Trajectory], report: BuildReport, *,
     return [d for d in drafts.values() if d.positives], relevant_for_problem
 
 
-def _too_close(encoder: Encoder, query: Query, positives: list[Passage], candidates: list[Passage],
-               margin: float) -> list[bool]:
-    """True for candidates the encoder scores within ``margin`` (relative) of the best positive."""
-    query_vector = encoder.encode_queries([query])[0]
-    vectors = encoder.encode_documents([passage_text(p) for p in positives + candidates], show_progress=False)
-    scores = vectors @ query_vector
-    best_positive = float(np.max(scores[: len(positives)]))
-    return [float(s) > best_positive * (1 - margin) for s in scores[len(positives):]]
+def likely_positives(encoder: Encoder, rows: list[tuple[Query, list[Passage], list[Passage]]],
+                      margin: float, *, show_progress: bool = False) -> list[list[bool]]:
+    """Per (query, positives, candidates) row: True for candidates the encoder scores within
+    ``margin`` (relative) of the row's best positive. Every query and every distinct passage is
+    encoded once, in batches, however many rows share it."""
+    passages = {p.docid: p for _, positives, candidates in rows for p in (*positives, *candidates)}
+    position = {docid: i for i, docid in enumerate(passages)}
+    texts = [passage_text(p) for p in passages.values()]
+    vectors = encoder.encode_documents(texts, show_progress=show_progress)
+    query_vectors = encoder.encode_queries([query for query, _, _ in rows])
+    flags = []
+    for query_vector, (_, positives, candidates) in zip(query_vectors, rows, strict=True):
+        scores = vectors @ query_vector
+        best_positive = max(float(scores[position[p.docid]]) for p in positives)
+        flags.append([float(scores[position[c.docid]]) > best_positive * (1 - margin) for c in candidates])
+    return flags
 
 
 def build_examples(trajectories: Iterable[Trajectory], corpus: Corpus, *, miner: Retriever | None = None,
                    encoder: Encoder | None = None, mine_depth: int = 10, mined_per_query: int = 3,
-                   margin: float = 0.05,
-                   unverified: bool = False) -> tuple[list[TrainingExample], BuildReport]:
+                   margin: float = 0.05, unverified: bool = False,
+                   show_progress: bool = False) -> tuple[list[TrainingExample], BuildReport]:
     """Training examples from ``trajectories``; ``miner`` adds mined negatives, ``encoder`` guards them.
     ``unverified`` also takes the judge's verdicts from runs whose answer is wrong or missing
     (more data when verified runs are scarce, at the price of noisier positives)."""
     report = BuildReport()
     drafts, relevant_for_problem = gather_drafts(trajectories, report, unverified=unverified)
-    examples = []
-    for draft in drafts:
+    rows: list[tuple[_Draft, list[Passage], list[Passage], list[Passage]]] = []
+    for draft in tqdm(drafts, desc="mining negatives", unit="query", disable=not show_progress):
         known = [t for t in (*draft.positives, *draft.negatives) if t in corpus]
         report.unknown_theorems += len(draft.positives) + len(draft.negatives) - len(known)
         positives = [Passage.of(corpus.get(t)) for t in draft.positives if t in corpus]
         if not positives:
             continue
         negatives = [Passage.of(corpus.get(t)) for t in draft.negatives if t in corpus]
+        mined = []
         if miner is not None and mined_per_query:
-            negatives += mine_negatives(miner, encoder, draft.query, positives, negatives,
-                                        relevant_for_problem[draft.problem_id], report,
-                                        depth=mine_depth, keep=mined_per_query, margin=margin)
-        examples.append(TrainingExample(draft.query.text, draft.query.kind, positives, negatives,
+            taken = {p.docid for p in (*positives, *negatives)} | relevant_for_problem[draft.problem_id]
+            mined = mine_candidates(miner, draft.query, taken, depth=mine_depth)
+        rows.append((draft, positives, negatives, mined))
+    if encoder is not None and any(mined for *_, mined in rows):
+        flags = likely_positives(encoder, [(d.query, pos, mined) for d, pos, _, mined in rows], margin,
+                                  show_progress=show_progress)
+        for row, close in zip(rows, flags, strict=True):
+            report.mined_dropped_as_likely_positive += sum(close)
+            row[3][:] = [c for c, is_close in zip(row[3], close, strict=True) if not is_close]
+    examples = []
+    for draft, positives, negatives, mined in rows:
+        mined = mined[:mined_per_query]
+        report.mined_negatives += len(mined)
+        examples.append(TrainingExample(draft.query.text, draft.query.kind, positives, negatives + mined,
                                         draft.problem_id, draft.provenance))
     report.stats = dataset_stats(examples, corpus)
     return examples, report
 
 
-def mine_negatives(miner: Retriever, encoder: Encoder | None, query: Query, positives: list[Passage],
-                   negatives: list[Passage], relevant: set[str], report: BuildReport, *, depth: int,
-                   keep: int, margin: float) -> list[Passage]:
-    """The miner's top ``depth`` minus positives, known negatives and likely false negatives."""
-    taken = {p.docid for p in positives} | {p.docid for p in negatives} | relevant
-    candidates = [Passage.of(miner.theorem(h.theorem_id)) for h in miner.search(query, k=depth)
-                  if h.theorem_id not in taken]
-    if encoder is not None and candidates:
-        close = _too_close(encoder, query, positives, candidates, margin)
-        report.mined_dropped_as_likely_positive += sum(close)
-        candidates = [c for c, is_close in zip(candidates, close, strict=True) if not is_close]
-    report.mined_negatives += len(candidates[:keep])
-    return candidates[:keep]
+def mine_candidates(miner: Retriever, query: Query, taken: set[str], *, depth: int) -> list[Passage]:
+    """The miner's top ``depth`` for ``query``, minus the ids in ``taken`` (positives, known
+    negatives, anything judged relevant for the problem)."""
+    return [Passage.of(miner.theorem(h.theorem_id)) for h in miner.search(query, k=depth)
+            if h.theorem_id not in taken]
 
 
 def split_by_problem(examples: list[TrainingExample], *, dev_fraction: float = 0.1,
