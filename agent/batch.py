@@ -94,10 +94,11 @@ def run_jobs(jobs: Iterable[Job], *, concurrency: int = 1, store: TrajectoryStor
     stop = stop or threading.Event()
     pending_jobs = iter(jobs)
     running: set[Future] = set()
-    with ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="rader-run") as pool:
+    slots = max(1, concurrency)
+    with ThreadPoolExecutor(max_workers=slots, thread_name_prefix="rader-run") as pool:
         try:
             while True:
-                while len(running) < max(1, concurrency) and not stop.is_set():
+                while len(running) < slots and not stop.is_set():
                     job = next(pending_jobs, None)
                     if job is None:
                         break
