@@ -110,8 +110,17 @@ def register(app: typer.Typer, settings_for) -> None:
         unverified: Annotated[bool, typer.Option(
             help="also learn from runs whose answer is wrong or missing (the judge's verdicts alone; "
             "RaDeR takes verified runs only)")] = False,
+        held_out_queries: Annotated[Path | None, typer.Option(
+            help="an evaluation set's queries: the theorems they are labelled with (only the held-out "
+            "part's, with --held-out-by) never enter the data, so a gain there is on unseen theorems")]
+        = None,
+        held_out_qrels: Annotated[Path | None, typer.Option(
+            help="qrels of --held-out-queries (default: gold ids in the queries file)")] = None,
+        held_out_by: HeldOutByOpt = None,
+        held_out_fraction: HeldOutFractionOpt = 0.5,
     ) -> None:
         """Positives, hard negatives and queries of every kind from the stored trajectories."""
+        from rader.app.evalrun import held_out_theorems
         from rader.app.wiring import (
             corpus_from_settings,
             retriever_from_settings,
@@ -121,6 +130,12 @@ def register(app: typer.Typer, settings_for) -> None:
         from rader.training.dataset import build_examples, split_by_problem, write_dataset
 
         settings = settings_for(ctx)
+        held_out = held_out_from(held_out_by, held_out_fraction)
+        if held_out and not held_out_queries:
+            raise typer.BadParameter("--held-out-by splits --held-out-queries: give that file too")
+        excluded = set()
+        if held_out_queries:
+            excluded = held_out_theorems(held_out_queries, held_out_qrels, held_out=held_out)
         corpus = corpus_from_settings(settings)
         store = store_from_settings(settings)
         miner = None if mine == "none" else retriever_from_settings(settings, corpus, kind=mine)
@@ -128,12 +143,14 @@ def register(app: typer.Typer, settings_for) -> None:
         encoder = None if mine == "none" else shared_encoder(options.encoder, options.batch_size)
         examples, report = build_examples(store.iter_trajectories(model=model), corpus, miner=miner,
                                           encoder=encoder, mined_per_query=mined_per_query, margin=margin,
-                                          unverified=unverified, show_progress=settings.show_progress)
+                                          unverified=unverified, held_out=excluded,
+                                          show_progress=settings.show_progress)
         train, dev = split_by_problem(examples, dev_fraction=dev_fraction, seed=seed)
         folder = write_dataset(out, train, dev, report, corpus=corpus, meta={
             "store": str(store.path), "corpora": settings.corpora, "mine": mine, "margin": margin,
             "dev_fraction": dev_fraction, "seed": seed, "model_filter": model,
-            "unverified": unverified})
+            "unverified": unverified, "held_out_queries": held_out_queries and str(held_out_queries),
+            "held_out": held_out and f"{held_out.field} {held_out.fraction} seed {held_out.seed}"})
         stats = json.loads((folder / "stats.json").read_text())
         console.print(_table(f"examples from {stats['build']['trajectories']} trajectories", stats["build"]))
         for split in ("train", "dev"):

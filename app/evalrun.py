@@ -15,8 +15,10 @@ from rader.retriever import (
     RETRIEVER_NAMES,
     Corpus,
     CorpusStore,
+    EvalQuery,
     EvalRow,
     HeldOut,
+    Qrels,
     RaderError,
     evaluate,
     load_qrels,
@@ -73,17 +75,35 @@ def retriever_for_spec(settings: Settings, docs: Corpus, spec: str):
     return retriever_from_settings(settings, docs, kind=kind)
 
 
-def run_eval(settings: Settings, *, corpus: str, queries: Path, qrels: Path | None,
-             gold_field: str | None, retrievers: list[str], query_kind: str | None,
-             held_out: HeldOut | None = None) -> EvalResult:
-    """Score ``retrievers`` on ``queries`` (only the ``held_out`` part of them, when given)."""
-    docs = load_eval_corpus(settings, corpus)
+def load_judged_queries(queries: Path, qrels: Path | None, *, gold_field: str | None = None,
+                        query_kind: str | None = None,
+                        held_out: HeldOut | None = None) -> tuple[list[EvalQuery], Qrels]:
+    """Queries and their judgments (a qrels file, or gold ids in the queries file); only the
+    ``held_out`` part of them, when given."""
     query_list = load_queries(queries, gold_field=gold_field, kind=query_kind,
                               where=held_out and held_out.holds)
     judgments = load_qrels(qrels) if qrels else qrels_from_queries(query_list)
     if held_out:  # a qrels file also judges the queries left out
         kept = {q.id for q in query_list}
-        judgments = {qid: docs_ for qid, docs_ in judgments.items() if qid in kept}
+        judgments = {qid: docs for qid, docs in judgments.items() if qid in kept}
+    return query_list, judgments
+
+
+def held_out_theorems(queries: Path, qrels: Path | None, *, gold_field: str | None = None,
+                      held_out: HeldOut | None = None) -> set[str]:
+    """The theorem ids an evaluation set's (held-out) queries are labelled with: what a
+    training set must leave out for a gain on those queries to be on theorems never trained on."""
+    _, judgments = load_judged_queries(queries, qrels, gold_field=gold_field, held_out=held_out)
+    return {doc for docs in judgments.values() for doc in docs}
+
+
+def run_eval(settings: Settings, *, corpus: str, queries: Path, qrels: Path | None,
+             gold_field: str | None, retrievers: list[str], query_kind: str | None,
+             held_out: HeldOut | None = None) -> EvalResult:
+    """Score ``retrievers`` on ``queries`` (only the ``held_out`` part of them, when given)."""
+    docs = load_eval_corpus(settings, corpus)
+    query_list, judgments = load_judged_queries(queries, qrels, gold_field=gold_field, query_kind=query_kind,
+                                                held_out=held_out)
     engines = {spec: retriever_for_spec(settings, docs, spec) for spec in retrievers}
     rows = evaluate(engines, query_list, judgments)
     options = settings.retriever

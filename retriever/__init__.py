@@ -16,7 +16,7 @@ from .corpus_store import CorpusInfo, CorpusStore
 from .dense import INDEX_TYPES, DenseIndex, make_faiss_index
 from .encoders import BUILTIN_ENCODERS, Encoder, load_encoder
 from .errors import RaderError
-from .evaldata import EvalQuery, load_qrels, load_queries, qrels_from_queries
+from .evaldata import EvalQuery, Qrels, load_qrels, load_queries, qrels_from_queries
 from .evaluation import METRICS, EvalRow, evaluate
 from .hybrid import FUSION_METHODS, HybridIndex, fuse
 from .indexes import IndexManifest, IndexStore
@@ -49,6 +49,7 @@ __all__ = [
     "IndexManifest",
     "IndexStore",
     "MathTokenizer",
+    "Qrels",
     "Query",
     "QueryKind",
     "RaderError",

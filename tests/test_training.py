@@ -15,7 +15,16 @@ import pytest
 from test_cli import rader
 
 from rader.agent import Judgment, Problem, Step, Trajectory, TrajectoryStore
-from rader.retriever import Corpus, Hit, Query, builtin_corpus, load_encoder, load_qrels, open_retriever
+from rader.retriever import (
+    Corpus,
+    HeldOut,
+    Hit,
+    Query,
+    builtin_corpus,
+    load_encoder,
+    load_qrels,
+    open_retriever,
+)
 from rader.training.dataset import (
     build_examples,
     likely_positives,
@@ -157,17 +166,52 @@ def test_split_is_by_problem_and_exports_are_readable(stored, tmp_path):
     assert stats["train"]["examples"] == len(train) and "examples_per_kind" in stats["dev"]
 
 
-def test_dataset_build_command_reads_the_store(stored, home, capsys):
+def copy_store(stored: TrajectoryStore, home) -> None:
+    """The fixture's runs in the store of ``home``, where the CLI looks."""
     target = TrajectoryStore(home / "trajectories.db")
     for run in stored.iter_trajectories():
         target.save(run)
     target.close()
+
+
+def test_dataset_build_command_reads_the_store(stored, home, capsys):
+    copy_store(stored, home)
     code, out, err = rader(capsys, "--no-progress", "dataset", "build", "--out", str(home / "data"),
                            "--mine", "bm25", "--dev-fraction", "0.3")
     assert code == 0, err
     stats = json.loads((home / "data" / "stats.json").read_text())
     assert stats["mine"] == "bm25" and stats["train"]["examples"] > 0
     assert stats["build"]["mined_negatives"] > 0 and "train split" in out and "dev split" in out
+
+
+def test_held_out_theorems_never_enter_the_data(stored):
+    a, unrelated = IDS[0], IDS[40]  # p1's positive; a negative of run q0
+    examples, report = build_examples(stored.iter_trajectories(), CORPUS, held_out={a, unrelated})
+    assert not {a, unrelated} & {p.docid for e in examples for p in (*e.positives, *e.negatives)}
+    found = by_query(examples)
+    assert ("problem p1", "problem") not in found  # its only positive was held out
+    assert {p.docid for p in found[("sum of roots", "llm_query")].positives} == {IDS[1]}
+    assert report.held_out_theorems == 2 and report.held_out_dropped >= 4
+
+
+def test_dataset_build_leaves_out_an_eval_sets_held_out_theorems(stored, home, capsys, tmp_path):
+    """The theorems of the held-out half of an eval set stay out of the data, mined ones too."""
+    queries, qrels = tmp_path / "eval.jsonl", tmp_path / "eval.qrels.tsv"
+    rows = [{"_id": f"e{i}", "text": f"question {i}", "theorem": f"theorem {i}"} for i in range(12)]
+    queries.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    qrels.write_text("query-id\tcorpus-id\tscore\n" + "".join(f"e{i}\t{IDS[10 + i]}\t1\n" for i in range(12)))
+    held = {IDS[10 + i] for i, row in enumerate(rows) if HeldOut("theorem").holds(row)}
+    assert 0 < len(held) < 12
+    copy_store(stored, home)
+    code, _, err = rader(capsys, "--no-progress", "dataset", "build", "--out", str(home / "held"),
+                         "--mine", "bm25", "--mined-per-query", "10", "--held-out-queries", str(queries),
+                         "--held-out-qrels", str(qrels), "--held-out-by", "theorem")
+    assert code == 0, err
+    examples = load_examples(home / "held") + load_examples(home / "held", "dev")
+    used = {p.docid for e in examples for p in (*e.positives, *e.negatives)}
+    assert not used & held and set(IDS[10:22]) - held <= used
+    stats = json.loads((home / "held" / "stats.json").read_text())
+    assert stats["build"]["held_out_theorems"] == len(held) and stats["held_out"].startswith("theorem 0.5")
 
 
 @pytest.fixture(scope="module")

@@ -44,6 +44,8 @@ class BuildReport:
     mined_negatives: int = 0
     mined_dropped_as_likely_positive: int = 0
     duplicates_merged: int = 0
+    held_out_theorems: int = 0  # theorem ids kept out of the data (an evaluation set's)
+    held_out_dropped: int = 0  # positives and negatives dropped for being held out
     stats: dict[str, Any] = field(default_factory=dict)
 
 
@@ -133,24 +135,29 @@ def likely_positives(encoder: Encoder, rows: list[tuple[Query, list[Passage], li
 
 def build_examples(trajectories: Iterable[Trajectory], corpus: Corpus, *, miner: Retriever | None = None,
                    encoder: Encoder | None = None, mine_depth: int = 10, mined_per_query: int = 3,
-                   margin: float = 0.05, unverified: bool = False,
+                   margin: float = 0.05, unverified: bool = False, held_out: Iterable[str] = (),
                    show_progress: bool = False) -> tuple[list[TrainingExample], BuildReport]:
     """Training examples from ``trajectories``; ``miner`` adds mined negatives, ``encoder`` guards them.
     ``unverified`` also takes the judge's verdicts from runs whose answer is wrong or missing
-    (more data when verified runs are scarce, at the price of noisier positives)."""
-    report = BuildReport()
+    (more data when verified runs are scarce, at the price of noisier positives). Theorems in
+    ``held_out`` (an evaluation set's) never enter the data, as positive or negative: a query
+    left without a positive gives no example."""
+    held_out = set(held_out)
+    report = BuildReport(held_out_theorems=len(held_out))
     drafts, relevant_for_problem = gather_drafts(trajectories, report, unverified=unverified)
     rows: list[tuple[_Draft, list[Passage], list[Passage], list[Passage]]] = []
     for draft in tqdm(drafts, desc="mining negatives", unit="query", disable=not show_progress):
-        known = [t for t in (*draft.positives, *draft.negatives) if t in corpus]
-        report.unknown_theorems += len(draft.positives) + len(draft.negatives) - len(known)
-        positives = [Passage.of(corpus.get(t)) for t in draft.positives if t in corpus]
+        judged = [*draft.positives, *draft.negatives]
+        report.unknown_theorems += sum(t not in corpus for t in judged)
+        report.held_out_dropped += sum(t in held_out for t in judged)
+        usable = {t for t in judged if t in corpus and t not in held_out}
+        positives = [Passage.of(corpus.get(t)) for t in draft.positives if t in usable]
         if not positives:
             continue
-        negatives = [Passage.of(corpus.get(t)) for t in draft.negatives if t in corpus]
+        negatives = [Passage.of(corpus.get(t)) for t in draft.negatives if t in usable]
         mined = []
         if miner is not None and mined_per_query:
-            taken = {p.docid for p in (*positives, *negatives)} | relevant_for_problem[draft.problem_id]
+            taken = {*usable, *relevant_for_problem[draft.problem_id], *held_out}
             mined = mine_candidates(miner, draft.query, taken, depth=mine_depth)
         rows.append((draft, positives, negatives, mined))
     if encoder is not None and any(mined for *_, mined in rows):
