@@ -253,7 +253,11 @@ def eval_command(
     held_out_by: HeldOutByOpt = None,
     held_out_fraction: HeldOutFractionOpt = 0.5,
 ) -> None:
-    """nDCG@10, Recall@10/100 and MRR@10 per retriever and query kind, in one table."""
+    """nDCG@10, Recall@10/100 and MRR@10 per retriever and query kind, in one table.
+
+    Column p tests each retriever's nDCG@10 against the first one's on the same queries (a paired
+    randomization test), so a gain can be told from noise.
+    """
     from rader.app.evalrun import run_eval
 
     settings = _settings(ctx, retriever_encoder=encoder)

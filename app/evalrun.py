@@ -34,12 +34,15 @@ class EvalResult:
     settings: dict[str, Any] = field(default_factory=dict)
 
     def table(self) -> Table:
-        table = Table(title="retrieval evaluation")
-        for column in ("retriever", "query kind", "queries", *METRICS, "seconds"):
+        table = Table(title="retrieval evaluation", caption=(
+            f"p: paired randomization test of nDCG@10 against {self.rows[0].retriever}, same queries"
+            if self.rows else None))
+        for column in ("retriever", "query kind", "queries", *METRICS, "p", "seconds"):
             table.add_column(column, justify="left" if column in ("retriever", "query kind") else "right")
         for row in self.rows:
             table.add_row(row.retriever, row.kind, str(row.queries),
-                          *(f"{row.metrics[m]:.3f}" for m in METRICS), f"{row.seconds:.1f}")
+                          *(f"{row.metrics[m]:.3f}" for m in METRICS),
+                          "" if row.p_value is None else f"{row.p_value:.3f}", f"{row.seconds:.1f}")
         return table
 
     def settings_line(self) -> str:
@@ -48,7 +51,7 @@ class EvalResult:
     def to_dict(self) -> dict[str, Any]:
         return {"settings": self.settings,
                 "rows": [{"retriever": r.retriever, "kind": r.kind, "queries": r.queries,
-                          "seconds": r.seconds, **r.metrics} for r in self.rows]}
+                          "seconds": r.seconds, **r.metrics, "p_value": r.p_value} for r in self.rows]}
 
 
 def load_eval_corpus(settings: Settings, corpus: str) -> Corpus:

@@ -1,7 +1,9 @@
 """Retrieval evaluation: nDCG@10, Recall@10/100 and MRR@10 with `ranx`, per query kind.
 
 BRIGHT's rule is kept: a query's ``excluded_ids`` are dropped from its ranking before
-scoring.
+scoring. Each retriever after the first also gets a p-value: Fisher's paired randomization
+test of its per-query nDCG@10 against the first retriever's on the same queries (Smucker et
+al., CIKM 2007), so a gain on a few hundred queries can be told from noise.
 
 Example:
     >>> from rader.retriever.evaldata import EvalQuery
@@ -21,9 +23,11 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass
 
+import numpy as np
 from ranx import Qrels as RanxQrels
 from ranx import Run
 from ranx import evaluate as ranx_evaluate
+from ranx.statistical_tests import fisher_randomization_test
 
 from .evaldata import EvalQuery, Qrels
 from .types import Hit, Query
@@ -40,6 +44,7 @@ class EvalRow:
     queries: int
     metrics: dict[str, float]
     seconds: float
+    p_value: float | None = None  # nDCG@10 against the first retriever's row of the same kind
 
 
 def to_run(queries: list[EvalQuery], rankings: list[list[Hit]]) -> dict[str, dict[str, float]]:
@@ -53,16 +58,34 @@ def to_run(queries: list[EvalQuery], rankings: list[list[Hit]]) -> dict[str, dic
     return run
 
 
-def score_run(qrels: Qrels, run: dict[str, dict[str, float]]) -> dict[str, float]:
-    if not run:
-        return dict.fromkeys(METRICS, 0.0)
+def per_query_scores(qrels: Qrels, run: dict[str, dict[str, float]]) -> dict[str, np.ndarray]:
+    """Each metric for every judged query (one fixed order for a given ``qrels``)."""
+    if not run or not qrels:
+        return {m: np.zeros(len(qrels)) for m in METRICS}
+    run = {**run}
     for query_id in qrels:  # ranx wants every judged query in the run
         run.setdefault(query_id, {})
-    empty = [q for q, docs in run.items() if not docs]
-    for query_id in empty:
+    for query_id in [q for q, docs in run.items() if not docs]:
         run[query_id] = {"__no_result__": 0.0}  # ranx rejects an empty ranking
-    scores = ranx_evaluate(RanxQrels(qrels), Run(run), list(METRICS), make_comparable=True)
-    return {m: float(scores[m]) for m in METRICS}
+    scores = ranx_evaluate(RanxQrels(qrels), Run(run), list(METRICS), return_mean=False, make_comparable=True)
+    return {m: np.asarray(scores[m], dtype=float) for m in METRICS}
+
+
+def mean_scores(scores: dict[str, np.ndarray]) -> dict[str, float]:
+    return {m: float(v.mean()) if len(v) else 0.0 for m, v in scores.items()}
+
+
+def score_run(qrels: Qrels, run: dict[str, dict[str, float]]) -> dict[str, float]:
+    """The mean of each metric over the judged queries."""
+    return mean_scores(per_query_scores(qrels, run))
+
+
+def randomization_p_value(control: np.ndarray, treatment: np.ndarray, permutations: int = 10_000) -> float:
+    """Two-sided p-value of Fisher's paired randomization test on per-query scores."""
+    if not len(control):
+        return 1.0
+    p_value, _ = fisher_randomization_test(control, treatment, n_permutations=permutations, random_seed=0)
+    return float(p_value)
 
 
 def evaluate(retrievers: dict[str, object], queries: list[EvalQuery], qrels: Qrels,
@@ -72,22 +95,22 @@ def evaluate(retrievers: dict[str, object], queries: list[EvalQuery], qrels: Qre
     if len(judged) < len(queries):
         log.warning("%d of %d queries have no qrels and are left out",
                     len(queries) - len(judged), len(queries))
+    by_kind: dict[str, list[str]] = defaultdict(list)
+    for query in judged:
+        by_kind[query.kind].append(query.id)
+    groups = {"all": [q.id for q in judged], **(dict(sorted(by_kind.items())) if len(by_kind) > 1 else {})}
+    k = depth + max((len(q.excluded_ids) for q in judged), default=0)
     rows = []
-    kinds = sorted({q.kind for q in judged})
+    baseline: dict[str, np.ndarray] = {}  # the first retriever's per-query nDCG@10, by kind
     for name, retriever in retrievers.items():
         started = time.perf_counter()
-        k = depth + max((len(q.excluded_ids) for q in judged), default=0)
         rankings = retriever.search_many([Query(q.text, q.kind) for q in judged], k=k)
         seconds = time.perf_counter() - started
         run = to_run(judged, rankings)
-        by_kind: dict[str, list[str]] = defaultdict(list)
-        for query in judged:
-            by_kind[query.kind].append(query.id)
-        rows.append(EvalRow(name, "all", len(judged), score_run(qrels, run), seconds))
-        if len(kinds) > 1:
-            for kind in kinds:
-                ids = by_kind[kind]
-                sub_qrels = {q: qrels[q] for q in ids}
-                sub_run = {q: run[q] for q in ids}
-                rows.append(EvalRow(name, kind, len(ids), score_run(sub_qrels, sub_run), seconds))
+        for kind, ids in groups.items():
+            scores = per_query_scores({q: qrels[q] for q in ids}, {q: run[q] for q in ids})
+            ndcg = scores["ndcg@10"]
+            control = baseline.setdefault(kind, ndcg)
+            p_value = None if control is ndcg else randomization_p_value(control, ndcg)
+            rows.append(EvalRow(name, kind, len(ids), mean_scores(scores), seconds, p_value))
     return rows
