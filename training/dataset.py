@@ -146,26 +146,28 @@ def build_examples(trajectories: Iterable[Trajectory], corpus: Corpus, *, miner:
     report = BuildReport(held_out_theorems=len(held_out))
     drafts, relevant_for_problem = gather_drafts(trajectories, report, unverified=unverified)
     rows: list[tuple[_Draft, list[Passage], list[Passage], list[Passage]]] = []
-    for draft in tqdm(drafts, desc="mining negatives", unit="query", disable=not show_progress):
+    for draft in drafts:
         judged = [*draft.positives, *draft.negatives]
         report.unknown_theorems += sum(t not in corpus for t in judged)
         report.held_out_dropped += sum(t in held_out for t in judged)
         usable = {t for t in judged if t in corpus and t not in held_out}
         positives = [Passage.of(corpus.get(t)) for t in draft.positives if t in usable]
-        if not positives:
-            continue
-        negatives = [Passage.of(corpus.get(t)) for t in draft.negatives if t in usable]
-        mined = []
-        if miner is not None and mined_per_query:
-            taken = {*usable, *relevant_for_problem[draft.problem_id], *held_out}
-            mined = mine_candidates(miner, draft.query, taken, depth=mine_depth)
-        rows.append((draft, positives, negatives, mined))
+        if positives:
+            negatives = [Passage.of(corpus.get(t)) for t in draft.negatives if t in usable]
+            rows.append((draft, positives, negatives, []))
+    if miner is not None and mined_per_query:
+        taken = [{*draft.positives, *draft.negatives, *relevant_for_problem[draft.problem_id], *held_out}
+                 for draft, *_ in rows]
+        found = mine_candidates(miner, [draft.query for draft, *_ in rows], taken, depth=mine_depth,
+                                show_progress=show_progress)
+        rows = [(draft, positives, negatives, mined)
+                for (draft, positives, negatives, _), mined in zip(rows, found, strict=True)]
     if encoder is not None and any(mined for *_, mined in rows):
         flags = likely_positives(encoder, [(d.query, pos, mined) for d, pos, _, mined in rows], margin,
-                                  show_progress=show_progress)
-        for row, close in zip(rows, flags, strict=True):
+                                 show_progress=show_progress)
+        for (*_, mined), close in zip(rows, flags, strict=True):
             report.mined_dropped_as_likely_positive += sum(close)
-            row[3][:] = [c for c, is_close in zip(row[3], close, strict=True) if not is_close]
+            mined[:] = [c for c, is_close in zip(mined, close, strict=True) if not is_close]
     examples = []
     for draft, positives, negatives, mined in rows:
         mined = mined[:mined_per_query]
@@ -176,11 +178,17 @@ def build_examples(trajectories: Iterable[Trajectory], corpus: Corpus, *, miner:
     return examples, report
 
 
-def mine_candidates(miner: Retriever, query: Query, taken: set[str], *, depth: int) -> list[Passage]:
-    """The miner's top ``depth`` for ``query``, minus the ids in ``taken`` (positives, known
-    negatives, anything judged relevant for the problem)."""
-    return [Passage.of(miner.theorem(h.theorem_id)) for h in miner.search(query, k=depth)
-            if h.theorem_id not in taken]
+def mine_candidates(miner: Retriever, queries: list[Query], taken: list[set[str]], *, depth: int,
+                    batch_size: int = 256, show_progress: bool = False) -> list[list[Passage]]:
+    """Per query, the miner's top ``depth`` minus that query's ``taken`` ids (positives, known
+    negatives, anything judged relevant for its problem); queries are searched in batches."""
+    found = []
+    for start in tqdm(range(0, len(queries), batch_size), desc="mining negatives", unit="batch",
+                      disable=not show_progress):
+        rankings = miner.search_many(queries[start:start + batch_size], k=depth)
+        for hits, skip in zip(rankings, taken[start:start + batch_size], strict=True):
+            found.append([Passage.of(miner.theorem(h.theorem_id)) for h in hits if h.theorem_id not in skip])
+    return found
 
 
 def split_by_problem(examples: list[TrainingExample], *, dev_fraction: float = 0.1,
