@@ -58,26 +58,32 @@ def to_run(queries: list[EvalQuery], rankings: list[list[Hit]]) -> dict[str, dic
     return run
 
 
-def per_query_scores(qrels: Qrels, run: dict[str, dict[str, float]]) -> dict[str, np.ndarray]:
-    """Each metric for every judged query (one fixed order for a given ``qrels``)."""
+def per_query_scores(qrels: Qrels, run: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """metric -> judged query id -> score."""
     if not run or not qrels:
-        return {m: np.zeros(len(qrels)) for m in METRICS}
+        return {m: dict.fromkeys(qrels, 0.0) for m in METRICS}
     run = {**run}
     for query_id in qrels:  # ranx wants every judged query in the run
         run.setdefault(query_id, {})
     for query_id in [q for q, docs in run.items() if not docs]:
         run[query_id] = {"__no_result__": 0.0}  # ranx rejects an empty ranking
-    scores = ranx_evaluate(RanxQrels(qrels), Run(run), list(METRICS), return_mean=False, make_comparable=True)
-    return {m: np.asarray(scores[m], dtype=float) for m in METRICS}
+    judged = RanxQrels(qrels)
+    scores = ranx_evaluate(judged, Run(run), list(METRICS), return_mean=False, make_comparable=True)
+    ids = list(judged.keys())  # ranx scores the queries in its qrels' key order
+    return {m: dict(zip(ids, map(float, scores[m]), strict=True)) for m in METRICS}
 
 
-def mean_scores(scores: dict[str, np.ndarray]) -> dict[str, float]:
+def _scores_of(scores: dict[str, dict[str, float]], ids: list[str]) -> dict[str, np.ndarray]:
+    return {m: np.array([by_query[q] for q in ids], dtype=float) for m, by_query in scores.items()}
+
+
+def _means(scores: dict[str, np.ndarray]) -> dict[str, float]:
     return {m: float(v.mean()) if len(v) else 0.0 for m, v in scores.items()}
 
 
 def score_run(qrels: Qrels, run: dict[str, dict[str, float]]) -> dict[str, float]:
     """The mean of each metric over the judged queries."""
-    return mean_scores(per_query_scores(qrels, run))
+    return _means(_scores_of(per_query_scores(qrels, run), list(qrels)))
 
 
 def randomization_p_value(control: np.ndarray, treatment: np.ndarray, permutations: int = 10_000) -> float:
@@ -100,17 +106,20 @@ def evaluate(retrievers: dict[str, object], queries: list[EvalQuery], qrels: Qre
         by_kind[query.kind].append(query.id)
     groups = {"all": [q.id for q in judged], **(dict(sorted(by_kind.items())) if len(by_kind) > 1 else {})}
     k = depth + max((len(q.excluded_ids) for q in judged), default=0)
+    judged_qrels = {q.id: qrels[q.id] for q in judged}
     rows = []
+    first = next(iter(retrievers), None)
     baseline: dict[str, np.ndarray] = {}  # the first retriever's per-query nDCG@10, by kind
     for name, retriever in retrievers.items():
         started = time.perf_counter()
         rankings = retriever.search_many([Query(q.text, q.kind) for q in judged], k=k)
         seconds = time.perf_counter() - started
-        run = to_run(judged, rankings)
+        scores = per_query_scores(judged_qrels, to_run(judged, rankings))
         for kind, ids in groups.items():
-            scores = per_query_scores({q: qrels[q] for q in ids}, {q: run[q] for q in ids})
-            ndcg = scores["ndcg@10"]
-            control = baseline.setdefault(kind, ndcg)
-            p_value = None if control is ndcg else randomization_p_value(control, ndcg)
-            rows.append(EvalRow(name, kind, len(ids), mean_scores(scores), seconds, p_value))
+            of_kind = _scores_of(scores, ids)
+            ndcg = of_kind["ndcg@10"]
+            if name == first:
+                baseline[kind] = ndcg
+            p_value = None if name == first else randomization_p_value(baseline[kind], ndcg)
+            rows.append(EvalRow(name, kind, len(ids), _means(of_kind), seconds, p_value))
     return rows
