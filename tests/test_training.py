@@ -111,7 +111,7 @@ def test_examples_follow_the_raderr_rules(stored):
     assert ("cut run query", "llm_query") not in relaxed
 
 
-def test_mined_negatives_skip_positives_andlikely_positives(stored, tmp_path, encoder):
+def test_mined_negatives_skip_positives_and_likely_positives(stored, tmp_path, encoder):
     bm25 = open_retriever("bm25", CORPUS, home=tmp_path, show_progress=False)
     examples, report = build_examples(stored.iter_trajectories(), CORPUS, miner=bm25, encoder=encoder,
                                       mined_per_query=2, margin=0.05)

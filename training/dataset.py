@@ -127,9 +127,9 @@ def likely_positives(encoder: Encoder, rows: list[tuple[Query, list[Passage], li
     query_vectors = encoder.encode_queries([query for query, _, _ in rows])
     flags = []
     for query_vector, (_, positives, candidates) in zip(query_vectors, rows, strict=True):
-        scores = vectors @ query_vector
-        best_positive = max(float(scores[position[p.docid]]) for p in positives)
-        flags.append([float(scores[position[c.docid]]) > best_positive * (1 - margin) for c in candidates])
+        scores = vectors[[position[p.docid] for p in (*positives, *candidates)]] @ query_vector
+        best_positive = float(scores[: len(positives)].max())
+        flags.append([float(s) > best_positive * (1 - margin) for s in scores[len(positives):]])
     return flags
 
 
@@ -160,8 +160,8 @@ def build_examples(trajectories: Iterable[Trajectory], corpus: Corpus, *, miner:
                  for draft, *_ in rows]
         found = mine_candidates(miner, [draft.query for draft, *_ in rows], taken, depth=mine_depth,
                                 show_progress=show_progress)
-        rows = [(draft, positives, negatives, mined)
-                for (draft, positives, negatives, _), mined in zip(rows, found, strict=True)]
+        for (*_, mined), candidates in zip(rows, found, strict=True):
+            mined.extend(candidates)
     if encoder is not None and any(mined for *_, mined in rows):
         flags = likely_positives(encoder, [(d.query, pos, mined) for d, pos, _, mined in rows], margin,
                                  show_progress=show_progress)
