@@ -73,7 +73,7 @@ class ToolCall:
     tool: str
     input: str
     output: str = ""
-    status: Literal["ok", "error", "timeout", "memory"] = "ok"
+    status: Literal["ok", "error", "refused", "timeout", "memory"] = "ok"  # refused: not mathematics
     elapsed_s: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:

@@ -1,12 +1,13 @@
 """The **compute** tool: sympy in a separate process with CPU-time and memory limits.
 
-Model text is never handed to ``eval``/``sympify``. LaTeX goes through
-`latex2sympy2_extended`; plain text through sympy's ``parse_expr`` with an empty
-``__builtins__`` and a whitelist of math names, after a lexical check that rejects
-attribute access, dunders and keywords. The work runs in a forked child of a small worker
-process (clean, so an address-space limit is meaningful), under ``RLIMIT_CPU`` and
-``RLIMIT_AS``, and is killed at a wall-clock deadline: ``9**9**9**9`` ends as a recorded
-``timeout``, not a hung agent.
+Model text is never handed to ``eval``/``sympify``: `rader.agent.safe_math` turns it into
+an expression tree and builds sympy values from an allowlist (numbers, symbols, operators,
+a set of sympy functions), LaTeX and plain text alike; anything else ends as a ``refused``
+tool call. The work runs in a forked child of a small worker process (clean, so an
+address-space limit is meaningful) under CPU, memory, file, process and descriptor limits
+(`rader.agent.sympy_worker`), and is killed at a wall-clock deadline: ``9**9**9**9`` ends as
+a recorded ``timeout``, not a hung agent. Replies come on a private pipe, so nothing a
+computation prints can pass for one.
 
 Example:
     >>> compute("x^2 - 5x + 6 = 0").output
@@ -18,8 +19,9 @@ Example:
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
-import re
+import os
 import select
 import subprocess
 import sys
@@ -29,8 +31,7 @@ from dataclasses import dataclass
 
 from rader.agent.records import ToolCall
 
-_FORBIDDEN = re.compile(r"__|\.\s*[A-Za-z_]|\b(lambda|import|exec|eval|open|globals|locals)\b|[;`'\"\[\]{}]")
-_LATEX_BRACES = re.compile(r"\\[A-Za-z]+")
+
 @dataclass(frozen=True, slots=True)
 class ComputeLimits:
     wall_seconds: float = 5.0
@@ -52,8 +53,6 @@ def check_expression(text: str, limits: ComputeLimits) -> str | None:
         deepest = max(deepest, depth)
     if deepest > limits.max_depth:
         return f"nesting deeper than {limits.max_depth}"
-    if "\\" not in text and _FORBIDDEN.search(text):
-        return "expression uses characters or names that are not mathematics"
     return None
 
 
@@ -62,16 +61,25 @@ class SympySandbox:
     limited child per computation. Forking a small, clean worker, not the agent process
     (which holds models and threads), keeps the limits meaningful and the fork cheap."""
 
-    def __init__(self) -> None:
+    def __init__(self, worker: list[str] | None = None) -> None:
+        self._worker = worker or [sys.executable, "-m", "rader.agent.sympy_worker"]
         self._process: subprocess.Popen | None = None
+        self._replies = None  # the read end of the worker's private reply pipe
         self._lock = threading.Lock()
 
     def _ensure(self) -> subprocess.Popen:
         if self._process is None or self._process.poll() is not None:
-            self._process = subprocess.Popen(
-                [sys.executable, "-m", "rader.agent.sympy_worker"], stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1,
-            )
+            self._stop()
+            read_fd, write_fd = os.pipe()
+            try:
+                self._process = subprocess.Popen(
+                    [*self._worker, "--reply-fd", str(write_fd)],
+                    stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                    text=True, bufsize=1, pass_fds=(write_fd,),
+                )
+            finally:
+                os.close(write_fd)
+            self._replies = os.fdopen(read_fd, "r", encoding="utf-8")
         return self._process
 
     def run(self, request: dict, limits: ComputeLimits) -> tuple[str, str]:
@@ -82,22 +90,35 @@ class SympySandbox:
             try:
                 process.stdin.write(json.dumps(request) + "\n")
                 process.stdin.flush()
-                ready, _, _ = select.select([process.stdout], [], [], limits.wall_seconds + 10)
-                line = process.stdout.readline() if ready else ""
-            except (BrokenPipeError, OSError):
-                line = ""
-            if not line:  # the worker itself is stuck or gone: start afresh next time
-                process.kill()
-                self._process = None
+                # the first request waits for the worker's start-up (imports and warm-up)
+                ready, _, _ = select.select([self._replies], [], [], limits.wall_seconds + 30)
+                line = self._replies.readline() if ready else ""
+                reply = json.loads(line) if line else None
+            except (OSError, ValueError):
+                reply = None
+            if not isinstance(reply, dict) or not {"status", "output"} <= reply.keys():
+                self._stop()  # the worker is stuck, gone or out of step: start afresh next time
                 return "error", "the sympy worker stopped; it restarts on the next call"
-            reply = json.loads(line)
             return reply["status"], reply["output"]
 
-    def close(self) -> None:
+    def _stop(self) -> None:
+        """End the worker: closing its stdin lets it remove its folder; a stuck one is killed."""
         if self._process is not None:
-            self._process.kill()
-            self._process.wait(timeout=5)
+            with contextlib.suppress(OSError):
+                self._process.stdin.close()
+            try:
+                self._process.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait(timeout=5)
             self._process = None
+        if self._replies is not None:
+            self._replies.close()
+            self._replies = None
+
+    def close(self) -> None:
+        with self._lock:
+            self._stop()
 
 
 _SANDBOX = SympySandbox()
@@ -110,7 +131,7 @@ def compute(expression: str, *, limits: ComputeLimits = ComputeLimits()) -> Tool
     expression = expression.strip().strip("$").strip()
     refused = check_expression(expression, limits)
     if refused:
-        return ToolCall("sympy", expression, refused, "error", 0.0)
+        return ToolCall("sympy", expression, f"refused: {refused}", "refused", 0.0)
     status, output = _SANDBOX.run({"op": "compute", "expression": expression}, limits)
     return ToolCall("sympy", expression, output, status, round(time.perf_counter() - started, 3))
 

@@ -18,6 +18,10 @@ from rader.agent.sandbox import ComputeLimits, compute, verify_answer
         ("binomial(10, 3) + gcd(12, 18)", "126"),
         ("sin(pi/6)", "1/2"),
         ("2x + 3 = 11", "x = 4"),
+        (r"\sum_{n=1}^{10} n", "55"),  # an = inside braces is no equation
+        (r"\sum_{n=1}^{4} n^2 = 10k", "k = 3"),
+        ("factor(x^4 - 1)", "(x - 1)*(x + 1)*(x**2 + 1)"),  # not simplified back
+        (r"\int_0^1 x^2 \, dx", "1/3"),
     ],
 )
 def test_computes_and_solves(expression, output):
@@ -38,31 +42,27 @@ def test_runaway_work_ends_as_a_recorded_timeout(expression):
 @pytest.mark.parametrize(
     ("expression", "reason"),
     [
-        ("__import__('os').system('echo pwned')", "not mathematics"),
-        ("x.__class__.__mro__", "not mathematics"),
-        ("lambda: 1", "not mathematics"),
         ("(" * 100 + "1" + ")" * 100, "nesting deeper"),
         ("1+" * 400 + "1", "longer than"),
         ("   ", "empty expression"),
     ],
 )
-def test_hostile_input_is_refused_before_parsing(expression, reason):
+def test_oversized_input_is_refused_before_parsing(expression, reason):
     call = compute(expression)
-    assert call.status == "error" and reason in call.output
+    assert call.status == "refused" and reason in call.output and call.elapsed_s == 0.0
 
 
-def test_garbage_is_an_error_not_a_crash():
-    for junk in ("garbage $$ ^^", r"\frac{1}{", "1/0 = ="):
-        assert compute(junk).status in ("error", "ok")
+@pytest.mark.parametrize(("junk", "status"), [("garbage $$ ^^", "refused"), (r"\frac{1}{", "error"),
+                                              ("1/0 = =", "refused"), ("1/0", "ok")])
+def test_garbage_is_a_recorded_outcome_not_a_crash(junk, status):
+    assert compute(junk).status == status
 
 
 def test_a_killed_worker_is_replaced():
     assert compute("2+2").output == "4"
     sandbox._SANDBOX._process.kill()  # a crash of the sympy process, injected
     sandbox._SANDBOX._process.wait()
-    call = compute("3+3")
-    assert call.status in ("ok", "error")
-    assert compute("3+3").output == "6"
+    assert compute("3+3").output == "6"  # a new worker started for this call
 
 
 @pytest.mark.parametrize(
