@@ -3,8 +3,10 @@
 ``<home>/indexes/<corpus>/<bm25 | dense-<encoder>>/`` holds the index files, ``ids.json``
 and ``manifest.json`` (corpus hash, encoder name and weights hash, dimension, index type,
 parameters, created, versions). Loading checks the manifest against the corpus and
-encoder at hand and refuses a mismatch with the command that rebuilds. A build writes into
-a scratch folder and renames it into place, so a crash never leaves a half index.
+encoder at hand: an index of another corpus content (a new rader's built-in corpus, a
+corpus added again) counts as no index, so the retriever builds a fresh one; any other
+mismatch is refused with the command that rebuilds. A build writes into a scratch folder
+and renames it into place, so a crash never leaves a half index.
 """
 
 from __future__ import annotations
@@ -124,9 +126,20 @@ class IndexStore:
         except (ValueError, TypeError) as err:
             raise RaderError(f"index manifest {file} is corrupt ({err}); {_rebuild_hint(folder)}") from None
 
+    def _manifest_for(self, folder: Path, corpus: Corpus) -> IndexManifest | None:
+        """The folder's manifest; None when there is no index, or one of another content of the
+        corpus (the built-in corpus changes with rader): the caller builds a fresh one."""
+        manifest = self.read_manifest(folder)
+        if manifest is not None and manifest.corpus_hash != corpus.content_hash:
+            log.info("index at %s was built for %d entries of corpus %r (hash %s), which now has %d "
+                     "(hash %s): building it again", folder, manifest.corpus_size, manifest.corpus_name,
+                     manifest.corpus_hash[:12], len(corpus), corpus.content_hash[:12])
+            return None
+        return manifest
+
     def load_bm25(self, corpus: Corpus) -> BM25Index | None:
         folder = self.folder(corpus, "bm25")
-        manifest = self.read_manifest(folder)
+        manifest = self._manifest_for(folder, corpus)
         if manifest is None:
             return None
         ids = self._check(folder, manifest, corpus)
@@ -138,7 +151,7 @@ class IndexStore:
 
     def load_dense(self, corpus: Corpus, encoder: Encoder) -> DenseIndex | None:
         folder = self.folder(corpus, "dense", encoder)
-        manifest = self.read_manifest(folder)
+        manifest = self._manifest_for(folder, corpus)
         if manifest is None:
             return None
         ids = self._check(folder, manifest, corpus)
@@ -153,13 +166,6 @@ class IndexStore:
 
     @staticmethod
     def _check(folder: Path, manifest: IndexManifest, corpus: Corpus) -> list[str]:
-        if manifest.corpus_hash != corpus.content_hash:
-            raise RaderError(
-                f"index at {folder} was built for corpus {manifest.corpus_name!r} with "
-                f"{manifest.corpus_size} entries (hash {manifest.corpus_hash[:12]}), but the "
-                f"corpus now has {len(corpus)} entries (hash {corpus.content_hash[:12]}); "
-                f"{_rebuild_hint(folder)}"
-            )
         try:
             ids = json.loads((folder / "ids.json").read_text())
         except (OSError, ValueError) as err:

@@ -1,4 +1,4 @@
-"""Indexes on disk: manifests, refusal of stale or foreign indexes, corrupt files."""
+"""Indexes on disk: manifests, stale indexes rebuilt, foreign ones refused, corrupt files."""
 
 from __future__ import annotations
 
@@ -43,13 +43,23 @@ def test_open_builds_once_then_loads(tiny_corpus, encoder, tmp_path):
     assert first.search(query, k=1)[0].theorem_id == "pythagoras"
 
 
-def test_changed_corpus_is_refused_with_the_rebuild_command(tiny_corpus, encoder, tmp_path):
+def test_changed_corpus_gets_its_index_rebuilt(tiny_corpus, encoder, tmp_path, caplog):
+    """A corpus whose content changed (as the built-in one does with a new rader) is indexed
+    again on first use, for every retriever: the stale index is neither refused nor used."""
     open_retriever("hybrid", tiny_corpus, home=tmp_path, encoder=encoder, show_progress=False)
-    changed = Corpus([*tiny_corpus, Theorem("new", "New", "a new theorem")], name="tiny")
-    for kind in ("bm25", "dense"):
-        with pytest.raises(RaderError, match=rf"built for corpus 'tiny' with 4 entries.*now has 5.*"
-                                             rf"rader index build --retriever {kind} --force"):
-            open_retriever(kind, changed, home=tmp_path, encoder=encoder, show_progress=False)
+    changed = Corpus([*tiny_corpus, Theorem("kepler", "Kepler's third law",
+                                            "The square of a planet's orbital period is proportional "
+                                            "to the cube of its semi-major axis.")], name="tiny")
+    query = Query("orbital period of a planet")
+    with caplog.at_level("INFO", logger="rader.retriever.indexes"):
+        for kind in ("bm25", "dense", "hybrid"):
+            retriever = open_retriever(kind, changed, home=tmp_path, encoder=encoder, show_progress=False)
+            assert retriever.search(query, k=1)[0].theorem_id == "kepler", kind
+    assert "built for 4 entries of corpus 'tiny'" in caplog.text
+    store = IndexStore(tmp_path)
+    for manifest in (store.read_manifest(store.folder(changed, "bm25")),
+                     store.read_manifest(store.folder(changed, "dense", encoder))):
+        assert manifest.corpus_size == 5 and manifest.corpus_hash == changed.content_hash
 
 
 def test_index_from_another_encoder_is_refused(tiny_corpus, encoder, tmp_path):
