@@ -17,6 +17,7 @@ from rich.table import Table
 
 from rader.app.cli_agent import register as register_agent_commands
 from rader.app.cli_options import HeldOutByOpt, HeldOutFractionOpt, held_out_from
+from rader.app.cli_serve import register as register_serve_command
 from rader.app.cli_training import register as register_training_commands
 from rader.app.cli_ui import register as register_ui_command
 from rader.app.settings import Settings, config_path, flatten, load_settings
@@ -275,6 +276,7 @@ def eval_command(
 register_agent_commands(app, _settings)
 register_training_commands(app, _settings)
 register_ui_command(app, _settings)
+register_serve_command(app, _settings)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, SecretStr, ValidationError
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -108,6 +108,23 @@ class UISettings(BaseModel):
     queue_size: int = Field(32, ge=1, description="runs that may wait for a free slot")
 
 
+class ServeSettings(BaseModel):
+    """The HTTP service (`rader serve`): OpenAI-compatible chat, retrieval, MCP, and its limits."""
+
+    host: str = Field("127.0.0.1", description="address to bind; any non-loopback address needs api_key")
+    port: int = Field(8765, ge=0, le=65535, description="port (0 picks a free one)")
+    api_key: SecretStr | None = Field(None, description="required as `Authorization: Bearer KEY` when set")
+    concurrency: int | None = Field(None, ge=1, description="agent runs at once (default: llm.parallel)")
+    queue_size: int = Field(16, ge=0, description="runs that may wait for a slot; beyond: HTTP 429")
+    max_body_bytes: int = Field(1_048_576, ge=1024, description="largest request body (HTTP 413 above)")
+    max_queries: int = Field(256, ge=1, description="queries in one /retrieve request")
+    max_query_chars: int = Field(2000, ge=1, description="characters in one query")
+    max_topk: int = Field(100, ge=1, description="largest topk / k of a search")
+    max_problem_chars: int = Field(8000, ge=1, description="characters in a problem (the last user message)")
+    max_run_seconds: float = Field(600.0, gt=0, description="wall-time budget a request may ask for")
+    drain_seconds: float = Field(30.0, ge=0, description="on SIGTERM, wait this long for runs in flight")
+
+
 def default_home() -> Path:
     return Path(os.environ.get(f"{ENV_PREFIX}HOME") or Path.home() / ".rader").expanduser()
 
@@ -127,6 +144,7 @@ class Settings(BaseSettings):
     llm: LLMSettings = Field(default_factory=LLMSettings)
     agent: AgentSettings = Field(default_factory=AgentSettings)
     ui: UISettings = Field(default_factory=UISettings)
+    serve: ServeSettings = Field(default_factory=ServeSettings)
 
     toml_file: ClassVar[Path | None] = None
 
