@@ -22,6 +22,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal
 
+from .aliases import alias_index
 from .errors import RaderError
 from .types import Theorem
 
@@ -69,6 +70,7 @@ class Corpus:
         if len(self._by_id) != len(self.theorems):
             dupes = [i for i, n in Counter(t.id for t in self.theorems).items() if n > 1]
             raise RaderError(f"corpus {name!r} has duplicate ids: {dupes[:5]}")
+        self._by_id.update(alias_index(self.theorems, self._by_id))  # merged-away ids still resolve
         self._hash: str | None = None
 
     def __len__(self) -> int:
