@@ -10,6 +10,7 @@ Example:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -20,9 +21,36 @@ OnUpdate = Callable[[str, dict[str, Any], Trajectory], None]
 OnToken = Callable[[str, str], None]  # (node, text of one streamed token chunk)
 
 
+logger = logging.getLogger(__name__)
+
+
 class RunStopped(Exception):
     """Raised by an ``on_update`` callback to end a run cleanly (Stop in the UI, Ctrl-C in a batch)."""
+
+
 _SAVE_AFTER = {"reason", "compute", "finish"}
+
+
+def _guarded(callback: Callable | None) -> Callable | None:
+    """A display callback whose failure is logged and ends its display, never the run: a run
+    that reached its answer stays stored as it is. `RunStopped` still stops the run."""
+    if callback is None:
+        return None
+    broken = False
+
+    def call(*args) -> None:
+        nonlocal broken
+        if broken:
+            return
+        try:
+            callback(*args)
+        except RunStopped:
+            raise
+        except Exception:
+            broken = True
+            logger.exception("displaying the run failed; the run goes on without display")
+
+    return call
 
 
 def apply_update(trajectory: Trajectory, values: dict[str, Any]) -> None:
@@ -51,6 +79,7 @@ def run_problem(graph, problem: Problem, *, store: TrajectoryStore | None, model
     """
     trajectory = Trajectory.start(problem, model=model, retriever=retriever, config=config,
                                   trajectory_id=trajectory_id)
+    on_update, on_token = _guarded(on_update), _guarded(on_token)
     if store is not None:
         store.save(trajectory)
     try:

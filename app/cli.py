@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from rader.app.cli_agent import register as register_agent_commands
@@ -21,6 +20,7 @@ from rader.app.cli_serve import register as register_serve_command
 from rader.app.cli_training import register as register_training_commands
 from rader.app.cli_ui import register as register_ui_command
 from rader.app.settings import Settings, config_path, flatten, load_settings
+from rader.app.terminal import console, err_console, plain
 from rader.app.wiring import configure_logging, corpus_from_settings, retriever_from_settings
 from rader.retriever import RETRIEVER_NAMES, RaderError
 
@@ -43,8 +43,6 @@ app.add_typer(config_app, name="config")
 app.add_typer(corpus_app, name="corpus")
 app.add_typer(index_app, name="index")
 
-console = Console()
-err_console = Console(stderr=True)
 
 RetrieverOpt = Annotated[str | None, typer.Option(
     "--retriever", "-r", help=f"one of {', '.join(RETRIEVER_NAMES)} (default: settings)")]
@@ -117,7 +115,7 @@ def corpus_add(
 
     settings = _settings(ctx)
     report = CorpusStore(settings.home).add(file, name, errors="skip" if skip_bad_lines else "raise")
-    console.print(f"added corpus [bold]{name}[/]: {report.summary()}")
+    console.print(plain("added corpus ").append(name, style="bold").append(f": {report.summary()}"))
     for rejected in report.rejected[:20]:
         console.print(f"  line {rejected.line}: {rejected.reason}")
     if len(report.rejected) > 20:
@@ -153,14 +151,14 @@ def corpus_show(
     if as_json:
         console.print_json(json.dumps(theorem.to_dict(), ensure_ascii=False))
         return
-    console.print(f"[bold]{theorem.title}[/]  ({theorem.id})", highlight=False)
-    console.print(theorem.text, highlight=False, markup=False)
+    console.print(plain(theorem.title, style="bold").append(plain(f"  ({theorem.id})")))
+    console.print(theorem.text)
     details = [f"source: {theorem.source}"]
     if theorem.subject:
         details.append(f"subject: {theorem.subject}")
     if theorem.tags:
         details.append("tags: " + ", ".join(theorem.tags))
-    console.print("[dim]" + " | ".join(details) + "[/]", highlight=False)
+    console.print(plain(" | ".join(details), style="dim"))
 
 
 # -- index ---------------------------------------------------------------------------------
@@ -232,7 +230,7 @@ def search(
         theorem = engine.theorem(hit.theorem_id)
         text = theorem.text if len(theorem.text) <= 160 else theorem.text[:157] + "..."
         table.add_row(str(hit.rank), f"{hit.score:.3f}", theorem.id, theorem.title, text)
-    console.print(table, markup=False, highlight=False)
+    console.print(table)
     console.print(f"{len(hits)} hits in {elapsed_ms:.0f} ms")
 
 
@@ -284,7 +282,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, prog_name="rader")
     except RaderError as err:
-        err_console.print(f"[bold red]error:[/] {err}", highlight=False)
+        err_console.print(plain("error: ", style="bold red").append(plain(err)))
         sys.exit(2)
     except KeyboardInterrupt:
         err_console.print("interrupted")

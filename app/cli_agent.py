@@ -7,13 +7,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 from rich.table import Table
 
+from rader.app.terminal import console
 from rader.retriever import RaderError, register_encoder, registered_encoders
 
-console = Console()
 models_app = typer.Typer(help="The LLM catalog (list, fetch) and trained encoders (register).",
                          no_args_is_help=True)
 trajectories_app = typer.Typer(help="Stored agent runs: list, show, export, import.", no_args_is_help=True)
@@ -127,12 +126,16 @@ def register(app: typer.Typer, settings_for) -> None:
         verified: Annotated[bool | None, typer.Option("--verified/--wrong", help="by verification")] = None,
         since: Annotated[str | None, typer.Option(help="started on or after (ISO date)")] = None,
         limit: Annotated[int, typer.Option(help="at most this many")] = 50,
+        as_json: Annotated[bool, typer.Option("--json", help="print the rows as JSON")] = False,
     ) -> None:
         """Stored trajectories, newest first."""
         from rader.app.wiring import store_from_settings
 
         rows = store_from_settings(settings_for(ctx)).list(
             status=status, model=model, verified=verified, since=since, limit=limit)
+        if as_json:
+            console.print_json(json.dumps(rows, ensure_ascii=False))
+            return
         table = Table(title=f"{len(rows)} trajectories")
         for column in ("id", "started", "status", "verified", "steps", "model", "retriever", "problem"):
             table.add_column(column)

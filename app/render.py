@@ -11,6 +11,7 @@ from rich.panel import Panel
 from rich.text import Text
 
 from rader.agent.records import Trajectory
+from rader.app.terminal import plain, visible
 
 
 class RunRenderer:
@@ -30,7 +31,7 @@ class RunRenderer:
             self._draft = Text()
             self._live = Live(console=self.console, transient=True, auto_refresh=False)
             self._live.start()
-        self._draft.append(text)
+        self._draft.append(visible(text))
         self._live.update(Panel(self._draft, title="writing the next step...", expand=False), refresh=True)
 
     def close(self) -> None:
@@ -46,12 +47,13 @@ class RunRenderer:
             pending = values["pending"]
             lines = Text()
             for query in pending["queries"]:
-                lines.append(f"  query [{query['kind']}]: ", style="cyan").append(query["text"][:200] + "\n")
+                lines.append(f"  query [{query['kind']}]: ", style="cyan")
+                lines.append(visible(query["text"][:200]) + "\n")
             for hit in pending["hits"]:
-                lines.append(f"  #{hit['rank']} {self.title(hit['theorem_id'])}  ", style="bold")
+                lines.append(f"  #{hit['rank']} {visible(self.title(hit['theorem_id']))}  ", style="bold")
                 lines.append(f"({hit['retriever']} {hit['score']:.3f})\n", style="dim")
             for event in pending["events"]:
-                lines.append(f"  event: {event}\n", style="yellow")
+                lines.append(f"  event: {visible(event)}\n", style="yellow")
             self.console.print(Panel(lines, title=f"step {step_no}: retrieval", expand=False))
         elif node == "judge":
             lines = Text()
@@ -59,27 +61,27 @@ class RunRenderer:
                 verdict, style = ("relevant", "green") if judgment["relevant"] else ("not relevant", "red")
                 score = f" p={judgment['score']:.2f}" if judgment.get("score") is not None else ""
                 lines.append(f"  {verdict}{score}: ", style=style)
-                lines.append(f"{self.title(judgment['theorem_id'])} - {judgment['rationale'][:160]}\n")
+                title = self.title(judgment["theorem_id"])
+                lines.append(visible(f"{title} - {judgment['rationale'][:160]}") + "\n")
             self.console.print(Panel(lines, title=f"step {step_no}: relevance check", expand=False))
         elif node == "reason" and values.get("steps"):
             step = trajectory.steps[-1]
-            body = Text(step.thought)
+            body = plain(step.thought)
             for event in step.events:
-                body.append(f"\nevent: {event}", style="yellow")
+                body.append(f"\nevent: {visible(event)}", style="yellow")
             self.console.print(Panel(body, title=f"step {step.index}", expand=False))
         elif node == "compute":
             call = trajectory.steps[-1].tool_calls[-1]
             style = "green" if call.status == "ok" else "red"
-            self.console.print(Text(f"  sympy: {call.input} -> {call.output} [{call.status}]", style=style))
+            self.console.print(plain(f"  sympy: {call.input} -> {call.output} [{call.status}]", style=style))
         elif node == "finish":
             self.render_final(trajectory)
 
     def render_final(self, trajectory: Trajectory) -> None:
-        labels = {True: "[green]verified[/]", False: "[red]wrong[/]", None: "not verified"}
-        verified = labels[trajectory.verified]
+        labels = {True: ("verified", "green"), False: ("wrong", "red"), None: ("not verified", "")}
         answer = trajectory.final_answer
-        boxed = f"\\boxed{{{answer}}}" if answer is not None else "(no answer)"
-        self.console.print(Panel(
-            f"[bold]{boxed}[/]  {verified}\nstatus {trajectory.status}, {len(trajectory.steps)} steps, "
-            f"{trajectory.tokens} tokens, trajectory {trajectory.id[:12]}",
-            title="answer", expand=False), highlight=False)
+        body = plain(f"\\boxed{{{answer}}}" if answer is not None else "(no answer)", style="bold")
+        body.append("  ").append(*labels[trajectory.verified])
+        body.append(f"\nstatus {trajectory.status}, {len(trajectory.steps)} steps, "
+                    f"{trajectory.tokens} tokens, trajectory {visible(trajectory.id[:12])}")
+        self.console.print(Panel(body, title="answer", expand=False))

@@ -21,6 +21,16 @@ SHARED_DATA = Path(os.environ.get("RADER_SHARED_DATA", REPO.parent / "shared" / 
 ARTIFACTS = REPO / "test-artifacts"
 
 
+def rader(capsys, *args: str) -> tuple[int, str, str]:
+    """Run the `rader` command in-process through its real entry point: (exit code, stdout, stderr)."""
+    from rader.app.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(list(args))
+    out, err = capsys.readouterr()
+    return exit_info.value.code or 0, out, err
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():

@@ -81,7 +81,7 @@ def test_exports_from_other_machines_merge_by_id(tmp_path, name):
 
 
 def test_a_bad_or_newer_import_is_refused_whole(tmp_path, capsys, home):
-    from test_cli import rader
+    from conftest import rader
 
     good = json.dumps(sample("a").to_dict())
     bad = tmp_path / "bad.jsonl"

@@ -7,16 +7,9 @@ import subprocess
 import sys
 
 import pytest
+from conftest import rader
 
-from rader.app.cli import main
 from rader.retriever import HeldOut
-
-
-def rader(capsys, *args: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exit_info:
-        main(list(args))
-    out, err = capsys.readouterr()
-    return exit_info.value.code or 0, out, err
 
 
 def test_help_explains_every_command(capsys):

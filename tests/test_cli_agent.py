@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from test_cli import rader
+from conftest import rader
 
 
 def test_solve_json_then_list_show_export(capsys, home, smollm_path, tmp_path):

@@ -10,6 +10,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from conftest import rader
 
 from rader.agent.sandbox import ComputeLimits, SympySandbox, compute, verify_answer
 
@@ -141,3 +142,82 @@ def test_the_worker_leaves_no_folder_behind():
     assert sandbox.run({"op": "compute", "expression": "1+1"}, ComputeLimits()) == ("ok", "2")
     sandbox.close()
     assert {p.name for p in Path("/tmp").glob("rader-sympy-*")} == before
+
+
+# -- text from models, corpora and problems reaches the terminal as text -------------------
+HOSTILE_TEXT = ("[/] [link=http://evil.example]click[/link] [blink]b[/blink] \x1b[2J\x1b]0;owned\x07 "
+                "\x9b31m :warning:")
+
+
+def hostile_model(messages: list[dict], body: dict) -> str:
+    """A model that answers every request with markup and escape sequences (the fault injected)."""
+    system = messages[0]["content"]
+    if "library of math theorems" in system:
+        return f"Query: {HOSTILE_TEXT}"
+    if body.get("logprobs"):
+        return "yes"
+    if "In one short sentence" in system:
+        return f"It helps {HOSTILE_TEXT}"
+    return f"Step: {HOSTILE_TEXT}\nCompute: 2x = 10\nAnswer: \\boxed{{[/]}}"
+
+
+@pytest.fixture
+def scripted_llm(monkeypatch):
+    from scripted import ScriptedServer
+
+    with ScriptedServer(hostile_model) as server:
+        monkeypatch.setenv("RADER_LLM__BACKEND", "openai")
+        monkeypatch.setenv("RADER_LLM__BASE_URL", server.url)
+        monkeypatch.setenv("RADER_LLM__MODEL", "scripted")
+        yield server
+
+
+def assert_inert(output: str) -> None:
+    assert "\x1b" not in output and "\x07" not in output and "\x9b" not in output, repr(output)
+
+
+def test_solve_prints_hostile_model_and_problem_text_as_text(capsys, home, scripted_llm):
+    code, out, err = rader(capsys, "solve", f"Find x. {HOSTILE_TEXT} 2x = 10", "--answer", "[/]",
+                           "-r", "bm25")
+    assert code == 0, err
+    assert_inert(out + err)
+    assert "\\boxed{[/]}" in out and "[link=http://evil.example]" in out and "\\x1b[2J" in out
+    code, out, _ = rader(capsys, "trajectories", "list", "--json")
+    rows = json.loads(out)
+    assert [row["status"] for row in rows] == ["done"]  # the answer's rendering did not change the run
+
+
+def test_a_failing_display_never_changes_a_stored_run(home, scripted_llm):
+    from rader.agent.records import Problem
+    from rader.agent.runner import run_problem
+    from rader.app.settings import load_settings
+    from rader.app.wiring import agent_from_settings, store_from_settings
+
+    settings, _ = load_settings(config_file=None)
+    parts = agent_from_settings(settings, retriever="none")
+    store = store_from_settings(settings)
+
+    def broken_display(node, values, trajectory):
+        raise ValueError("a renderer bug, injected")
+
+    trajectory = run_problem(parts.graph, Problem("p", "2x = 10?", answer="[/]"), store=store, model="m",
+                             retriever="none", on_update=broken_display, on_token=broken_display)
+    assert trajectory.status == "done"
+    assert store.get(trajectory.id).status == "done"
+
+
+def test_corpus_markup_and_controls_print_as_text(capsys, home, tmp_path):
+    corpus = tmp_path / "hostile.jsonl"
+    row = {"id": "h/1", "title": f"Vieta {HOSTILE_TEXT}", "text": f"roots sum to -b/a {HOSTILE_TEXT}",
+           "source": HOSTILE_TEXT}
+    corpus.write_text(json.dumps(row) + "\n")
+    assert rader(capsys, "corpus", "add", str(corpus), "--name", "hostile")[0] == 0
+    for args in (["corpus", "show", "h/1", "--corpus", "hostile"], ["corpus", "list"],
+                 ["search", "roots sum vieta", "-r", "bm25", "--corpus", "hostile"]):
+        code, out, err = rader(capsys, *args)
+        assert code == 0, err
+        assert_inert(out + err)
+        assert args[1] == "list" or ("[/]" in out and ":warning:" in out)
+    code, _, err = rader(capsys, "corpus", "show", "[/]\x1b[2J", "--corpus", "hostile")
+    assert code == 2 and "no theorem" in err
+    assert_inert(err)

@@ -1,0 +1,47 @@
+"""The terminal the CLI prints to: every string is text, never markup or escape sequences.
+
+Problems, corpus entries, model output and file names are untrusted: ``[/]`` must not crash
+rich's markup parser, ``[link=...]`` must not become a link, and an escape sequence must not
+clear the screen or retitle the window. `SafeConsole` renders every string it is handed
+(plain prints, table cells) as text with control characters made visible; styled output is
+built from `rich.text.Text` pieces whose content goes through `visible`.
+
+Example:
+    >>> visible("x\\x1b[2Jy")
+    'x\\\\x1b[2Jy'
+"""
+
+from __future__ import annotations
+
+import re
+
+from rich.console import Console
+from rich.text import Text
+
+# C0 and C1 controls but newline and tab, DEL, and the bidirectional overrides ("Trojan source")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def visible(text: object) -> str:
+    """``text`` as a string whose control characters are shown as ``\\xNN``/``\\uNNNN`` escapes."""
+    return _CONTROL.sub(lambda m: ascii(m.group())[1:-1], str(text))
+
+
+def plain(text: object, style: str = "") -> Text:
+    """A rich `Text` of untrusted content: no markup, control characters visible."""
+    return Text(visible(text), style=style)
+
+
+class SafeConsole(Console):
+    """A console whose strings are never markup, emoji codes or terminal controls."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(markup=False, emoji=False, highlight=False, **kwargs)
+
+    def render_str(self, text: str, **kwargs) -> Text:
+        kwargs["markup"] = kwargs["emoji"] = False
+        return super().render_str(visible(text), **kwargs)
+
+
+console = SafeConsole()
+err_console = SafeConsole(stderr=True)
