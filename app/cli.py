@@ -282,7 +282,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, prog_name="rader")
     except RaderError as err:
-        err_console.print(plain("error: ", style="bold red").append(plain(err)))
+        err_console.print(plain("error: ", style="bold red").append(plain(err)), soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         err_console.print("interrupted")

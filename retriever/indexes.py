@@ -5,17 +5,20 @@ and ``manifest.json`` (corpus hash, encoder name and weights hash, dimension, in
 parameters, created, versions). Loading checks the manifest against the corpus and
 encoder at hand: an index of another corpus content (a new rader's built-in corpus, a
 corpus added again) counts as no index, so the retriever builds a fresh one; any other
-mismatch is refused with the command that rebuilds. A build writes into a scratch folder
-and renames it into place, so a crash never leaves a half index.
+mismatch is refused with the command that rebuilds. The manifest records each file's size
+and sha256, checked on load, so flipped bytes are refused instead of ranking silently
+differently. A build writes into a scratch folder and renames it into place; a failed build
+(a full disk, an exceeded file-size limit, a crash of faiss) removes its scratch folder.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
@@ -28,7 +31,7 @@ from .encoders import Encoder
 from .errors import RaderError
 
 log = logging.getLogger(__name__)
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2  # 2: per-file sizes and sha256 (`files`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,14 +47,40 @@ class IndexManifest:
     index_type: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> {"size", "sha256"}
     manifest_version: int = MANIFEST_VERSION
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> IndexManifest:
-        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+    def from_dict(cls, data: Any) -> IndexManifest:
+        """A manifest from its JSON; ``ValueError`` names the first field of the wrong type."""
+        if not isinstance(data, dict):
+            raise ValueError(f"a JSON object was expected, not {type(data).__name__}")
+        manifest = cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+        for name, kind in _FIELD_TYPES.items():
+            value = getattr(manifest, name)
+            if not isinstance(value, kind) or isinstance(value, bool):
+                raise ValueError(f"field {name!r} is {type(value).__name__}")
+        return manifest
+
+
+_FIELD_TYPES = {"kind": str, "corpus_name": str, "corpus_hash": str, "corpus_size": int, "created": str,
+                "encoder": str | None, "encoder_hash": str | None, "dim": int | None,
+                "index_type": str | None, "params": dict, "versions": dict, "files": dict,
+                "manifest_version": int}
+
+
+def file_digests(folder: Path) -> dict[str, dict[str, Any]]:
+    """Size and sha256 of every file of an index folder but its manifest."""
+    digests = {}
+    for path in sorted(folder.iterdir()):
+        if path.is_file() and path.name != "manifest.json":
+            with path.open("rb") as source:
+                digests[path.name] = {"size": path.stat().st_size,
+                                      "sha256": hashlib.file_digest(source, "sha256").hexdigest()}
+    return digests
 
 
 def _slug(name: str) -> str:
@@ -109,12 +138,16 @@ class IndexStore:
             scratch.mkdir(parents=True)
             save(scratch)
             (scratch / "ids.json").write_text(json.dumps(ids))
+            manifest = replace(manifest, files=file_digests(scratch))
             (scratch / "manifest.json").write_text(json.dumps(manifest.to_dict(), indent=2))
             shutil.rmtree(folder, ignore_errors=True)
             scratch.rename(folder)
-        except OSError as err:
+        except BaseException as err:  # faiss reports a failed write as RuntimeError; Ctrl-C too
             shutil.rmtree(scratch, ignore_errors=True)
-            raise RaderError(f"could not write the index to {folder}: {err}") from err
+            if not isinstance(err, OSError | RuntimeError):
+                raise
+            raise RaderError(f"could not write the index to {folder}: {err} "
+                             f"({free_space(folder)}; nothing was left behind)") from err
 
     # -- load ------------------------------------------------------------------------------
     def read_manifest(self, folder: Path) -> IndexManifest | None:
@@ -123,13 +156,16 @@ class IndexStore:
             return None
         try:
             return IndexManifest.from_dict(json.loads(file.read_text()))
-        except (ValueError, TypeError) as err:
+        except (OSError, ValueError, TypeError) as err:
             raise RaderError(f"index manifest {file} is corrupt ({err}); {_rebuild_hint(folder)}") from None
 
     def _manifest_for(self, folder: Path, corpus: Corpus) -> IndexManifest | None:
         """The folder's manifest; None when there is no index, or one of another content of the
         corpus (the built-in corpus changes with rader): the caller builds a fresh one."""
         manifest = self.read_manifest(folder)
+        if manifest is not None and not manifest.files:
+            log.info("index at %s predates file checksums: building it again", folder)
+            return None
         if manifest is not None and manifest.corpus_hash != corpus.content_hash:
             log.info("index at %s was built for %d entries of corpus %r (hash %s), which now has %d "
                      "(hash %s): building it again", folder, manifest.corpus_size, manifest.corpus_name,
@@ -145,7 +181,7 @@ class IndexStore:
         ids = self._check(folder, manifest, corpus)
         try:
             return BM25Index.load(folder, ids, tokenizer=manifest.params.get("tokenizer"))
-        except (OSError, ValueError, KeyError) as err:
+        except Exception as err:  # the files passed their checksums: any failure here is a bad build
             raise RaderError(
                 f"BM25 index at {folder} is unreadable ({err}); {_rebuild_hint(folder)}") from None
 
@@ -167,6 +203,15 @@ class IndexStore:
     @staticmethod
     def _check(folder: Path, manifest: IndexManifest, corpus: Corpus) -> list[str]:
         try:
+            found = file_digests(folder)
+        except OSError as err:
+            raise RaderError(f"index at {folder} is unreadable ({err}); {_rebuild_hint(folder)}") from None
+        if found != manifest.files:
+            changed = sorted(name for name in found.keys() | manifest.files.keys()
+                             if found.get(name) != manifest.files.get(name))
+            raise RaderError(f"index at {folder} does not match its manifest's checksums "
+                             f"({', '.join(changed)} changed: a corrupt file?); {_rebuild_hint(folder)}")
+        try:
             ids = json.loads((folder / "ids.json").read_text())
         except (OSError, ValueError) as err:
             raise RaderError(
@@ -174,6 +219,14 @@ class IndexStore:
         if ids != corpus.ids:
             raise RaderError(f"index ids at {folder} do not match the corpus; {_rebuild_hint(folder)}")
         return ids
+
+
+def free_space(path: Path) -> str:
+    """How much room the disk holding ``path`` has left, for messages about failed writes."""
+    for folder in (path, *path.parents):
+        if folder.exists():
+            return f"{shutil.disk_usage(folder).free / 2**20:.0f} MiB free on the disk holding {folder}"
+    return "disk space unknown"
 
 
 def _rebuild_hint(folder: Path) -> str:

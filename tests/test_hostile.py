@@ -4,6 +4,7 @@ files and malformed input. Each case ends as a refusal or a clear error, and los
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -221,3 +222,53 @@ def test_corpus_markup_and_controls_print_as_text(capsys, home, tmp_path):
     code, _, err = rader(capsys, "corpus", "show", "[/]\x1b[2J", "--corpus", "hostile")
     assert code == 2 and "no theorem" in err
     assert_inert(err)
+
+
+# -- write errors, full disks and corrupt files ----------------------------------------------
+def _limited_file_size(limit_bytes: int):
+    """A preexec hook: no file may grow past ``limit_bytes`` (``ulimit -f``); Python then gets
+    EFBIG errors, as on a full disk, instead of a signal."""
+    import resource
+
+    return lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
+
+
+def _rader_process(*args: str, limit_bytes: int | None = None, env: dict | None = None):
+    return subprocess.run([sys.executable, "-m", "rader.app.cli", *args], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, **(env or {})},
+                          preexec_fn=_limited_file_size(limit_bytes) if limit_bytes else None)
+
+
+def test_index_build_on_a_full_disk_is_a_clear_error_and_leaves_nothing(home):
+    result = _rader_process("index", "build", "--retriever", "dense", "--force", limit_bytes=200_000)
+    assert result.returncode == 2, result.stderr
+    assert "could not write the index" in result.stderr and "MiB free" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not list(home.rglob("*.partial"))
+    assert _rader_process("index", "build", "--retriever", "dense").returncode == 0  # room again: it builds
+
+
+@pytest.mark.parametrize("kind", ["bm25", "dense"])
+def test_flipped_bytes_in_an_index_are_refused_with_the_rebuild_hint(capsys, home, kind):
+    assert rader(capsys, "index", "build", "--retriever", kind)[0] == 0
+    manifests = (home / "indexes").rglob("manifest.json")
+    folder = next(p.parent for p in manifests if p.parent.name.startswith(kind))
+    target = max((p for p in folder.iterdir() if p.name not in ("manifest.json", "ids.json")),
+                 key=lambda p: p.stat().st_size)
+    data = bytearray(target.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # same size, one byte changed
+    target.write_bytes(bytes(data))
+    code, _, err = rader(capsys, "search", "sum of roots", "-r", kind)
+    assert code == 2 and "checksums" in err and f"rader index build --retriever {kind} --force" in err
+
+
+@pytest.mark.parametrize("manifest", ["[1, 2, 3]", '"text"', "{", '{"kind": "bm25", "corpus_hash": 5}'])
+def test_a_mistyped_manifest_gets_the_rebuild_hint(capsys, home, manifest):
+    assert rader(capsys, "index", "build", "--retriever", "bm25")[0] == 0
+    file = next((home / "indexes").rglob("bm25/manifest.json"))
+    original = json.loads(file.read_text())
+    if manifest.startswith('{"kind"'):
+        manifest = json.dumps({**original, "corpus_hash": 5})
+    file.write_text(manifest)
+    code, _, err = rader(capsys, "search", "sum of roots", "-r", "bm25")
+    assert code == 2 and "is corrupt" in err and "--force" in err and "Traceback" not in err
