@@ -16,6 +16,7 @@ from typing import Any
 
 from rader.agent.records import FINISHED_STATUSES, Problem, Step, Trajectory, now_iso
 from rader.agent.store import TrajectoryStore
+from rader.retriever import RaderError
 
 OnUpdate = Callable[[str, dict[str, Any], Trajectory], None]
 OnToken = Callable[[str, str], None]  # (node, text of one streamed token chunk)
@@ -97,11 +98,16 @@ def run_problem(graph, problem: Problem, *, store: TrajectoryStore | None, model
                     store.save(trajectory)
                 if on_update is not None:
                     on_update(node, values or {}, trajectory)
-    except BaseException:
-        # KeyboardInterrupt, a stop from the UI, or a bug: the record says so and keeps its steps
+    except BaseException as err:
+        # KeyboardInterrupt, a stop from the UI, a full disk or a bug: the record says so and
+        # keeps its steps (the rows written so far stay whatever this last write does)
         trajectory.mark_interrupted()
         if store is not None:
-            store.save(trajectory)
+            try:
+                store.save(trajectory)
+            except RaderError as failed:
+                logger.warning("the interrupted run could not be stored: %s", failed)
+                raise err from None
         raise
     if trajectory.status == "running":  # the graph ended without reaching finish
         trajectory.status, trajectory.finished_at = "error", now_iso()

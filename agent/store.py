@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 import os
 import socket
 import sqlite3
@@ -31,6 +32,9 @@ from typing import Any
 
 from rader.agent.records import FINISHED_STATUSES, SCHEMA_VERSION, Judgment, Trajectory, now_iso
 from rader.retriever import RaderError
+from rader.retriever.atomic import atomic_file, free_space
+
+logger = logging.getLogger(__name__)
 
 # Version 1: trajectories, human judgments. Version 2 adds `writers` (which process owns a
 # running row). Every statement below is idempotent, so running it migrates any older file.
@@ -54,19 +58,39 @@ CREATE TABLE IF NOT EXISTS human_judgments (
 
 
 class TrajectoryStore:
-    """Trajectories in one SQLite file; safe to share between threads of one process."""
+    """Trajectories in one SQLite file; safe to share between threads of one process.
 
-    def __init__(self, path: str | Path) -> None:
+    ``readonly=True`` (listing, showing, exporting) writes nothing, so it works on a full
+    disk; a missing file then reads as an empty store.
+    """
+
+    def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
         self.path = Path(path).expanduser()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("PRAGMA busy_timeout=10000")
-        except sqlite3.DatabaseError as err:
-            raise RaderError(f"{self.path} is not a rader trajectory store ({err})") from None
+        self.readonly = readonly
         self._lock = threading.Lock()
+        try:
+            if readonly:
+                target = f"{self.path.as_uri()}?mode=ro" if self.path.is_file() else ":memory:"
+                self._db = sqlite3.connect(target, uri=True, check_same_thread=False, isolation_level=None)
+                self._db.execute("PRAGMA query_only=1")
+            else:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA busy_timeout=10000")
+            self._db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except OSError as err:
+            raise RaderError(f"cannot open the trajectory store {self.path}: {err}") from None
+        except sqlite3.DatabaseError as err:
+            raise RaderError(_store_error(self.path, "open", err)) from None
+        if readonly:
+            self._check_version(self.schema_version())
+            if self.schema_version() is None:  # nothing stored yet: an empty store to read
+                self._db = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
+                self._db.executescript(_SCHEMA)
+            self.interrupted_on_open = 0
+            return
         self.migrate()
         self.interrupted_on_open = self._mark_interrupted()
 
@@ -78,15 +102,24 @@ class TrajectoryStore:
             return None
         return int(row[0]) if row else None
 
-    def migrate(self) -> None:
-        version = self.schema_version()
+    def _check_version(self, version: int | None) -> None:
         if version is not None and version > STORE_VERSION:
             raise RaderError(f"{self.path} has schema version {version}, newer than this rader "
                              f"({STORE_VERSION}): upgrade rader to read it")
-        with self._lock:
-            self._db.executescript(_SCHEMA)
-            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)",
-                             (str(STORE_VERSION),))
+
+    def migrate(self) -> None:
+        """Bring the file to this rader's schema; a file already there is not written to."""
+        version = self.schema_version()
+        self._check_version(version)
+        if version == STORE_VERSION:
+            return
+        try:
+            with self._lock:
+                self._db.executescript(_SCHEMA)
+                self._db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)",
+                                 (str(STORE_VERSION),))
+        except sqlite3.Error as err:
+            raise RaderError(_store_error(self.path, "set up", err)) from None
 
     def _mark_interrupted(self) -> int:
         with self._lock:
@@ -94,10 +127,14 @@ class TrajectoryStore:
                 "SELECT t.data, w.pid, w.host FROM trajectories t LEFT JOIN writers w "
                 "ON w.trajectory_id = t.id WHERE t.status='running'").fetchall()
             dead = [data for data, pid, host in rows if not _writer_alive(pid, host)]
-            for data in dead:
-                trajectory = Trajectory.from_dict(json.loads(data))
-                trajectory.mark_interrupted()
-                self._write(trajectory)
+            try:
+                for data in dead:
+                    trajectory = Trajectory.from_dict(json.loads(data))
+                    trajectory.mark_interrupted()
+                    self._write(trajectory)
+            except sqlite3.Error as err:  # a full disk: the rows stay `running` until the next open
+                logger.warning("%s", _store_error(self.path, "mark dead runs interrupted in", err))
+                return 0
         return len(dead)
 
     # -- trajectories ----------------------------------------------------------------------
@@ -118,7 +155,8 @@ class TrajectoryStore:
                 self._db.execute("DELETE FROM writers WHERE trajectory_id=?", (trajectory.id,))
             self._db.execute("COMMIT")
         except BaseException:
-            self._db.execute("ROLLBACK")
+            if self._db.in_transaction:  # SQLite already rolled back on a full disk
+                self._db.execute("ROLLBACK")
             raise
 
     def save(self, trajectory: Trajectory) -> None:
@@ -127,13 +165,13 @@ class TrajectoryStore:
             with self._lock:
                 self._write(trajectory)
         except sqlite3.Error as err:  # disk full, read-only file, ...
-            raise RaderError(f"could not write trajectory {trajectory.id} to {self.path}: {err}") from err
+            raise RaderError(_store_error(self.path, f"write trajectory {trajectory.id} to", err)) from err
 
     def get(self, trajectory_id: str) -> Trajectory:
         row = self._db.execute("SELECT data FROM trajectories WHERE id=?", (trajectory_id,)).fetchone()
-        if row is None:
-            matches = self._db.execute("SELECT data FROM trajectories WHERE id LIKE ?",
-                                       (trajectory_id + "%",)).fetchall()
+        if row is None:  # a prefix: compared as text, so % and _ are characters, not wildcards
+            matches = self._db.execute("SELECT data FROM trajectories WHERE substr(id, 1, ?) = ? LIMIT 2",
+                                       (len(trajectory_id), trajectory_id)).fetchall()
             if len(matches) != 1:
                 raise RaderError(f"no trajectory {trajectory_id!r} in {self.path}"
                                  + (" (prefix is ambiguous)" if matches else ""))
@@ -189,11 +227,19 @@ class TrajectoryStore:
         Parquet; returns how many."""
         path = Path(path)
         rows = [t.to_dict() for t in self.iter_trajectories(**filters)]
+        if fmt not in ("jsonl", "parquet"):
+            raise RaderError(f"unknown export format {fmt!r}; choose jsonl or parquet")
+        with atomic_file(path) as scratch:
+            self._write_export(scratch, path.suffix, fmt, rows)
+        return len(rows)
+
+    @staticmethod
+    def _write_export(target: Path, suffix: str, fmt: str, rows: list[dict[str, Any]]) -> None:
         if fmt == "jsonl":
-            with _open_text(path, "w") as out:
+            with _open_text(target, "w", gzipped=suffix == ".gz") as out:
                 for row in rows:
                     out.write(json.dumps(row, ensure_ascii=False) + "\n")
-        elif fmt == "parquet":
+        else:
             import pandas as pd
 
             table = pd.DataFrame([
@@ -202,10 +248,7 @@ class TrajectoryStore:
                  "final_answer": r["final_answer"], "steps": len(r["steps"]),
                  "started_at": r["started_at"], "finished_at": r["finished_at"],
                  "data": json.dumps(r, ensure_ascii=False)} for r in rows])
-            table.to_parquet(path, index=False)
-        else:
-            raise RaderError(f"unknown export format {fmt!r}; choose jsonl or parquet")
-        return len(rows)
+            table.to_parquet(target, index=False)
 
     def merge(self, trajectories: Iterable[Trajectory]) -> MergeReport:
         """Add trajectories from elsewhere (another machine's export, a Ray shard), by id: a new
@@ -264,8 +307,16 @@ class MergeReport:
     kept: int = 0  # the stored row stayed
 
 
-def _open_text(path: Path, mode: str):
-    if path.suffix == ".gz":
+def _store_error(path: Path, action: str, err: sqlite3.Error) -> str:
+    """What went wrong with the store file, naming the disk when it is full."""
+    message = f"could not {action} the trajectory store {path}: {err}"
+    if "full" in str(err) or "disk I/O" in str(err):
+        message += f" ({free_space(path.parent)}: free some space; runs written so far are kept)"
+    return message
+
+
+def _open_text(path: Path, mode: str, *, gzipped: bool | None = None):
+    if path.suffix == ".gz" if gzipped is None else gzipped:
         return gzip.open(path, mode + "t", encoding="utf-8")
     return path.open(mode, encoding="utf-8")
 
@@ -285,8 +336,9 @@ def read_trajectories(path: str | Path) -> list[Trajectory]:
         else:
             with _open_text(path, "r") as source:
                 lines = source.read().splitlines()
-    except (OSError, UnicodeDecodeError, ValueError) as err:
-        raise RaderError(f"{path} is not a trajectory export ({err})") from None
+    except (OSError, EOFError, UnicodeDecodeError, ValueError) as err:  # EOFError: a truncated .gz
+        raise RaderError(f"{path} is not a whole trajectory export ({type(err).__name__}: {err}); "
+                         "nothing was imported") from None
     trajectories = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():

@@ -131,7 +131,7 @@ def register(app: typer.Typer, settings_for) -> None:
         """Stored trajectories, newest first."""
         from rader.app.wiring import store_from_settings
 
-        rows = store_from_settings(settings_for(ctx)).list(
+        rows = store_from_settings(settings_for(ctx), readonly=True).list(
             status=status, model=model, verified=verified, since=since, limit=limit)
         if as_json:
             console.print_json(json.dumps(rows, ensure_ascii=False))
@@ -150,7 +150,7 @@ def register(app: typer.Typer, settings_for) -> None:
         """One trajectory as JSON."""
         from rader.app.wiring import store_from_settings
 
-        trajectory = store_from_settings(settings_for(ctx)).get(trajectory_id)
+        trajectory = store_from_settings(settings_for(ctx), readonly=True).get(trajectory_id)
         console.print_json(json.dumps(trajectory.to_dict(), ensure_ascii=False))
 
     @trajectories_app.command("export")
@@ -166,7 +166,7 @@ def register(app: typer.Typer, settings_for) -> None:
         """Write trajectories to a JSON Lines or Parquet file."""
         from rader.app.wiring import store_from_settings
 
-        count = store_from_settings(settings_for(ctx)).export(
+        count = store_from_settings(settings_for(ctx), readonly=True).export(
             out, fmt=fmt, status=status, model=model, verified=verified, since=since)
         console.print(f"wrote {count} trajectories to {out}")
 

@@ -43,10 +43,11 @@ def retriever_from_settings(settings: Settings, corpus: Corpus | None = None,
     )
 
 
-def store_from_settings(settings: Settings):
+def store_from_settings(settings: Settings, *, readonly: bool = False):
+    """The trajectory store; ``readonly`` for commands that only read (they work on a full disk)."""
     from rader.agent.store import TrajectoryStore
 
-    return TrajectoryStore(settings.home / "trajectories.db")
+    return TrajectoryStore(settings.home / "trajectories.db", readonly=readonly)
 
 
 class AgentParts(NamedTuple):

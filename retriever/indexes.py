@@ -24,6 +24,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+from .atomic import free_space
 from .bm25 import BM25Index
 from .corpus import Corpus
 from .dense import DenseIndex, IndexType
@@ -219,14 +220,6 @@ class IndexStore:
         if ids != corpus.ids:
             raise RaderError(f"index ids at {folder} do not match the corpus; {_rebuild_hint(folder)}")
         return ids
-
-
-def free_space(path: Path) -> str:
-    """How much room the disk holding ``path`` has left, for messages about failed writes."""
-    for folder in (path, *path.parents):
-        if folder.exists():
-            return f"{shutil.disk_usage(folder).free / 2**20:.0f} MiB free on the disk holding {folder}"
-    return "disk space unknown"
 
 
 def _rebuild_hint(folder: Path) -> str:

@@ -272,3 +272,89 @@ def test_a_mistyped_manifest_gets_the_rebuild_hint(capsys, home, manifest):
     file.write_text(manifest)
     code, _, err = rader(capsys, "search", "sum of roots", "-r", "bm25")
     assert code == 2 and "is corrupt" in err and "--force" in err and "Traceback" not in err
+
+
+def _store_one_run(home: Path) -> str:
+    from rader.agent.records import Problem, Trajectory
+    from rader.agent.store import TrajectoryStore
+
+    trajectory = Trajectory.start(Problem("p", "1+1?", answer="2"), model="m", retriever="none",
+                                  trajectory_id="ab_c%1")
+    trajectory.status = "done"
+    TrajectoryStore(home / "trajectories.db").save(trajectory)
+    return trajectory.id
+
+
+def test_reading_commands_work_on_a_full_disk(home, tmp_path):
+    trajectory_id = _store_one_run(home)
+    listed = _rader_process("trajectories", "list", "--json", limit_bytes=1)
+    assert listed.returncode == 0, listed.stderr
+    assert [row["id"] for row in json.loads(listed.stdout)] == [trajectory_id]
+    shown = _rader_process("trajectories", "show", trajectory_id[:4], limit_bytes=1)
+    assert shown.returncode == 0 and json.loads(shown.stdout)["id"] == trajectory_id
+    out = tmp_path / "export.jsonl"
+    out.write_text("")  # the export itself needs room: that one fails cleanly
+    exported = _rader_process("trajectories", "export", str(out), limit_bytes=1)
+    assert exported.returncode == 2 and "could not write" in exported.stderr, exported.stderr
+    assert "Traceback" not in exported.stderr and not (tmp_path / "export.jsonl.partial").exists()
+
+
+def test_solve_on_a_full_disk_names_the_disk(home, scripted_llm):
+    _store_one_run(home)
+    env = {"RADER_LLM__BACKEND": "openai", "RADER_LLM__BASE_URL": scripted_llm.url, "RADER_LLM__MODEL": "s"}
+    result = _rader_process("solve", "2x = 10?", "-r", "none", limit_bytes=1, env=env)
+    assert result.returncode == 2, result.stderr
+    assert "could not write trajectory" in result.stderr and "MiB free on the disk holding" in result.stderr
+    assert "Traceback" not in result.stderr and "cannot rollback" not in result.stderr
+
+
+def test_a_disk_filling_mid_run_keeps_what_was_written(home, scripted_llm, monkeypatch):
+    import sqlite3
+
+    from rader.agent.records import Problem
+    from rader.agent.runner import run_problem
+    from rader.agent.store import TrajectoryStore
+    from rader.app.settings import load_settings
+    from rader.app.wiring import agent_from_settings, store_from_settings
+    from rader.retriever import RaderError
+
+    settings, _ = load_settings(config_file=None)
+    parts = agent_from_settings(settings, retriever="none")
+    store = store_from_settings(settings)
+    real_write, writes = TrajectoryStore._write, []
+
+    def fills_up(self, trajectory):  # the disk is full from the third write on (the fault injected)
+        writes.append(trajectory.status)
+        if len(writes) > 2:
+            raise sqlite3.OperationalError("database or disk is full")
+        real_write(self, trajectory)
+
+    monkeypatch.setattr(TrajectoryStore, "_write", fills_up)
+    scripted_llm.respond = lambda messages, body: "Step: 2x = 10 so x is 5."
+    with pytest.raises(RaderError, match=r"disk is full .*MiB free on the disk holding"):
+        run_problem(parts.graph, Problem("p", "2x = 10?", answer="5"), store=store, model="m",
+                    retriever="none")
+    monkeypatch.setattr(TrajectoryStore, "_write", real_write)
+    kept = store_from_settings(settings, readonly=True).get(store.list()[0]["id"])
+    assert len(kept.steps) == 1  # the step written before the disk filled
+
+
+def test_a_truncated_gzip_import_names_the_file_and_the_cause(capsys, home, tmp_path):
+    _store_one_run(home)
+    export = tmp_path / "runs.jsonl.gz"
+    assert rader(capsys, "trajectories", "export", str(export))[0] == 0
+    export.write_bytes(export.read_bytes()[:-12])
+    code, _, err = rader(capsys, "trajectories", "import", str(export))
+    assert code == 2 and str(export) in err and "EOFError" in err and "nothing was imported" in err
+
+
+def test_id_prefixes_are_text_not_wildcards(home):
+    from rader.agent.store import TrajectoryStore
+    from rader.retriever import RaderError
+
+    trajectory_id = _store_one_run(home)
+    store = TrajectoryStore(home / "trajectories.db")
+    assert store.get("ab_").id == trajectory_id
+    for pattern in ("%", "_", "a%", "ab%c"):
+        with pytest.raises(RaderError, match="no trajectory"):
+            store.get(pattern)
