@@ -103,6 +103,8 @@ def register(app: typer.Typer, settings_for) -> None:
         mine: Annotated[Literal["none", "bm25", "dense", "hybrid"], typer.Option(
             help="retriever that mines extra hard negatives")] = "hybrid",
         mined_per_query: Annotated[int, typer.Option(help="mined negatives per query")] = 3,
+        max_negatives: Annotated[int | None, typer.Option(
+            min=0, help="hard negatives per training row at most (default: as many as a query has)")] = None,
         margin: Annotated[float, typer.Option(
             help="drop mined negatives scored within this fraction of the positive (likely positives)")]
         = 0.05,
@@ -146,7 +148,7 @@ def register(app: typer.Typer, settings_for) -> None:
                                           unverified=unverified, held_out=excluded,
                                           show_progress=settings.show_progress)
         train, dev = split_by_problem(examples, dev_fraction=dev_fraction, seed=seed)
-        folder = write_dataset(out, train, dev, report, corpus=corpus, meta={
+        folder = write_dataset(out, train, dev, report, corpus=corpus, max_negatives=max_negatives, meta={
             "store": str(store.path), "corpora": settings.corpora, "mine": mine, "margin": margin,
             "dev_fraction": dev_fraction, "seed": seed, "model_filter": model,
             "unverified": unverified, "held_out_queries": held_out_queries and str(held_out_queries),
@@ -169,6 +171,11 @@ def register(app: typer.Typer, settings_for) -> None:
         mini_batch_size: Annotated[int, typer.Option(help="cached loss chunk size (memory)")] = 16,
         learning_rate: Annotated[float, typer.Option(help="peak learning rate")] = 2e-5,
         loss: Annotated[Literal["cached_mnrl", "mnrl"], typer.Option(help="InfoNCE variant")] = "cached_mnrl",
+        negatives: Annotated[int | None, typer.Option(
+            min=0, help="hard negatives per row (default: all the dataset has; 0: in-batch only)")] = None,
+        graded: Annotated[Literal["none", "margin_mse"], typer.Option(
+            help="also distil the judge's P(yes) margins of judged pairs (MarginMSE)")] = "none",
+        graded_weight: Annotated[float, typer.Option(help="weight of the graded loss")] = 20.0,
         lora: Annotated[bool, typer.Option(help="train LoRA adapters (LLM-sized encoders)")] = False,
         lora_rank: Annotated[int, typer.Option(help="LoRA rank")] = 16,
         seed: Annotated[int, typer.Option(help="random seed")] = 0,
@@ -181,7 +188,8 @@ def register(app: typer.Typer, settings_for) -> None:
 
         settings = settings_for(ctx)
         config = TrainConfig(base=base, epochs=epochs, batch_size=batch_size, mini_batch_size=mini_batch_size,
-                             learning_rate=learning_rate, loss=loss, lora=lora, lora_rank=lora_rank,
+                             learning_rate=learning_rate, loss=loss, negatives=negatives, graded=graded,
+                             graded_weight=graded_weight, lora=lora, lora_rank=lora_rank,
                              seed=seed, max_steps=max_steps, save_steps=save_steps)
         manifest = train_encoder(data, out, config, resume=resume, show_progress=settings.show_progress)
         metrics = manifest["metrics"]

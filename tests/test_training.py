@@ -12,6 +12,7 @@ import time
 
 import pandas as pd
 import pytest
+from conftest import copy_model
 from test_cli import rader
 
 from rader.agent import Judgment, Problem, Step, Trajectory, TrajectoryStore
@@ -32,7 +33,7 @@ from rader.training.dataset import (
     split_by_problem,
     write_dataset,
 )
-from rader.training.examples import Passage, passage_text
+from rader.training.examples import Passage, TrainingExample, negative_columns, passage_text
 from rader.training.train import MANIFEST, TrainConfig, train_encoder
 
 CORPUS = builtin_corpus()
@@ -47,10 +48,16 @@ def trajectory(problem_id: str, steps: list[Step], *, verified: bool | None,
     return run
 
 
+def p_yes(relevant: bool, rank: int) -> float:
+    """The fixture judge's P(yes): high for relevant, low for not, a little lower further down."""
+    return round((0.85 if relevant else 0.35) - 0.05 * (rank - 1), 2)
+
+
 def step(index: int, queries: list[tuple[str, str]], verdicts: dict[str, bool]) -> Step:
     return Step(index, f"thought {index}", queries=[Query(text, kind) for text, kind in queries],
                 hits=[Hit(t, 1.0, r, "hybrid") for r, t in enumerate(verdicts, start=1)],
-                judgments=[Judgment(t, relevant, "why") for t, relevant in verdicts.items()])
+                judgments=[Judgment(t, relevant, "why", score=p_yes(relevant, r))
+                           for r, (t, relevant) in enumerate(verdicts.items(), start=1)])
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +76,8 @@ def stored(tmp_path_factory):
     cut = trajectory("p3", [step(1, [("cut run query", "llm_query")], {f: True})], verified=True,
                      status="interrupted")
     many = [trajectory(f"q{i}", [step(1, [(f"query {i}", "llm_query"), (f"step {i}", "cot_step")],
-                                      {IDS[10 + i]: True, IDS[40 + i]: False})], verified=True)
+                                      {IDS[10 + i]: True, IDS[40 + i]: False,
+                                       **({IDS[70 + i]: False} if i % 2 else {})})], verified=True)
             for i in range(12)]
     for run in (first, again, wrong, cut, *many):
         store.save(run)
@@ -79,7 +87,7 @@ def stored(tmp_path_factory):
 
 
 def by_query(examples):
-    return {(e.query.strip().lower(), e.query_kind): e for e in examples}
+    return {(" ".join(e.query.split()).lower(), e.query_kind): e for e in examples}  # as the builder merges
 
 
 def test_examples_follow_the_raderr_rules(stored):
@@ -92,6 +100,8 @@ def test_examples_follow_the_raderr_rules(stored):
         "problem", "llm_query", "lexical"}
     merged = found[("sum of roots", "llm_query")]
     assert {p.docid for p in merged.positives} == {a, b} and not merged.negatives
+    # graded labels: the judge's P(yes), averaged over the judgments merged (b: 0.30 then 0.85)
+    assert merged.scores == {a: 0.85, b: 0.575}
     assert report.duplicates_merged == 1
     assert [n.docid for n in found[("problem p1", "problem")].negatives] == [b]
     # the human said c did not help step 2: no positive left, so no example
@@ -99,6 +109,7 @@ def test_examples_follow_the_raderr_rules(stored):
     # an unverified run counts only its human judgment
     wrong = found[("wrong run query", "llm_query")]
     assert [p.docid for p in wrong.positives] == [e] and not wrong.negatives
+    assert wrong.scores == {e: 1.0}  # a human's verdict is a certain label
     # an interrupted run never becomes data
     assert ("cut run query", "llm_query") not in found
     assert report.human_judgments == 2 and report.trajectories == 16
@@ -157,13 +168,54 @@ def test_split_is_by_problem_and_exports_are_readable(stored, tmp_path):
     assert [e.query for e in load_examples(folder, "dev")] == [e.query for e in dev]
     tevatron = [json.loads(line) for line in (folder / "train.tevatron.jsonl").read_text().splitlines()]
     assert tevatron[0]["positive_passages"][0].keys() == {"docid", "title", "text"}
-    triplets = pd.read_parquet(folder / "train.parquet")
-    assert list(triplets.columns) == ["anchor", "positive", "negative"]
-    assert len(triplets) == sum(len(e.positives) for e in train)
+    assert tevatron[0]["negative_scores"] == [train[0].scores.get(p.docid) for p in train[0].negatives]
+    ntuples = pd.read_parquet(folder / "train.parquet")
+    n = max(len(e.negatives) for e in train)
+    assert n >= 2 and list(ntuples.columns) == ["anchor", "positive", *negative_columns(n)]
+    assert len(ntuples) == sum(len(e.positives) for e in train)
+    rows = iter(ntuples.to_dict("records"))
+    for example in train:  # every hard negative of a query reaches every row of its positives
+        for _ in example.positives:
+            row = next(rows)
+            assert {row[c] for c in negative_columns(n)} == {passage_text(p) for p in example.negatives} or (
+                not example.negatives and {row[c] for c in negative_columns(n)} == {""})
+    graded = pd.read_parquet(folder / "train.graded.parquet")
+    assert len(graded) == sum(len(e.judged_pairs()) for e in train) > 0
+    assert graded["label"].between(-1, 1).all() and (graded["label"] > 0).any()
     qrels = load_qrels(folder / "dev.qrels.tsv")
     assert set(qrels) == {f"dev-{i}" for i in range(len(dev))}
     stats = json.loads((folder / "stats.json").read_text())
     assert stats["train"]["examples"] == len(train) and "examples_per_kind" in stats["dev"]
+    assert stats["train"]["negatives_per_row"] == n and stats["train"]["judged_pairs"] == len(graded)
+
+
+def test_ntuples_spread_and_repeat_a_querys_own_negatives():
+    passages = [Passage.of(CORPUS.get(t)) for t in IDS[:5]]
+    example = TrainingExample("q", "llm_query", passages[:2], passages[2:5], "p",
+                              scores={IDS[0]: 0.9, IDS[2]: 0.4, IDS[3]: 0.6})
+    texts = [passage_text(p) for p in passages]
+    first, second = example.ntuples(2)
+    assert (first["positive"], first["negative_1"], first["negative_2"]) == (texts[0], texts[2], texts[3])
+    assert (second["positive"], second["negative_1"], second["negative_2"]) == (texts[1], texts[3], texts[4])
+    padded = example.ntuples(4)[0]
+    assert [padded[c] for c in negative_columns(4)] == [texts[2], texts[3], texts[4], texts[2]]
+    # judged pairs: only passages the judge scored, label = P(yes) margin
+    assert [(r["positive"], r["negative"], round(r["label"], 3)) for r in example.judged_pairs()] == [
+        (texts[0], texts[2], 0.5), (texts[0], texts[3], 0.3)]
+    assert TrainingExample.from_dict(example.to_dict()) == example
+
+
+def test_a_merged_away_id_counts_as_the_entry_that_absorbed_it(tmp_path):
+    """Judgments of twins (an alias and its entry) become one passage under the current id."""
+    alias, current = "rader/geometry/point_line_distance", "rader/algebra/point_line_distance"
+    assert CORPUS.get(alias).id == current
+    store = TrajectoryStore(tmp_path / "t.db")
+    store.save(trajectory("tw", [step(1, [("distance from a point to a line", "llm_query")],
+                                      {alias: True, current: False, IDS[50]: False})], verified=True))
+    [example] = build_examples(store.iter_trajectories(), CORPUS, held_out={IDS[50]})[0]
+    assert [p.docid for p in example.positives] == [current] and not example.negatives  # relevant wins
+    held, _ = build_examples(store.iter_trajectories(), CORPUS, held_out={alias})
+    assert held == []  # holding out a former id holds out its entry
 
 
 def copy_store(stored: TrajectoryStore, home) -> None:
@@ -238,6 +290,53 @@ def test_train_saves_a_loadable_encoder_with_its_manifest(dataset, tmp_path, enc
     query = [Query("sum of the roots of a quadratic", "llm_query")]
     assert trained.encode_queries(query).shape == encoder.encode_queries(query).shape
     assert abs(trained.encode_queries(query) - encoder.encode_queries(query)).max() > 1e-6  # it moved
+
+
+def test_graded_loss_trains_beside_infonce_on_ntuples(dataset, tmp_path, encoder):
+    out = tmp_path / "graded"
+    config = TrainConfig(max_steps=3, negatives=2, graded="margin_mse", **SMALL)
+    manifest = train_encoder(dataset, out, config, show_progress=False)
+    columns = manifest["columns"]
+    assert columns["infonce"] == ["anchor", "positive", "negative_1", "negative_2"]
+    assert columns["graded"] == ["anchor", "positive", "negative", "label"]
+    ntuples = pd.read_parquet(dataset / "train.parquet")
+    with_negatives = int((ntuples["negative_1"] != "").sum())  # rows without one keep in-batch negatives
+    assert 0 < with_negatives < len(ntuples)
+    assert manifest["train_rows"] == with_negatives + len(pd.read_parquet(dataset / "train.graded.parquet"))
+    query = [Query("sum of the roots of a quadratic", "llm_query")]
+    assert abs(load_encoder(str(out)).encode_queries(query) - encoder.encode_queries(query)).max() > 1e-6
+
+
+def test_margin_mse_moves_the_students_margin_toward_the_judges(encoder, tmp_path):
+    """One optimizer step of the weighted graded loss on one judged pair: the encoder's margin
+    between the positive and the negative moves toward the judge's P(yes) margin."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.losses import MarginMSELoss
+
+    from rader.training.losses import ScaledLoss
+
+    model = SentenceTransformer(str(copy_model(encoder, tmp_path / "m")), device="cpu")
+    query = "how many positive divisors does 72 have"
+    positive, negative = (passage_text(Passage.of(CORPUS.get(f"rader/number_theory/{name}")))
+                          for name in ("number_of_divisors", "sum_of_divisors"))
+
+    def margin() -> float:
+        q, p, n = model.encode([query, positive, negative], normalize_embeddings=True)
+        return float(q @ p - q @ n)
+
+    before, label = margin(), 0.6  # the judge: P(yes) 0.9 for the first passage, 0.3 for the second
+    assert before < label - 0.2  # the encoder separates them far less to begin with
+    loss = ScaledLoss(MarginMSELoss(model), weight=20.0)
+    features = [model.tokenize([text]) for text in (query, positive, negative)]
+    unscaled = MarginMSELoss(model)(features, torch.tensor([label]))
+    value = loss(features, torch.tensor([label]))
+    assert torch.isclose(value, 20.0 * unscaled)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
+    value.backward()
+    optimizer.step()
+    model.eval()
+    assert before < margin() <= label
 
 
 def test_lora_training_merges_its_adapters_into_a_plain_model(dataset, tmp_path, encoder):

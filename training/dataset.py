@@ -7,7 +7,9 @@ judged irrelevant are hard negatives; more are mined from a retriever's top-k, s
 anything judged relevant anywhere for the same problem and anything the encoder scores
 within ``margin`` of the positive (likely false negatives). A human judgment (from the
 UI) overrides the model's, and counts on any trajectory, verified or not. ``unverified=True``
-relaxes the recipe: the model's verdicts count on every finished run.
+relaxes the recipe: the model's verdicts count on every finished run. Each judged passage
+keeps the judge's P(yes) as a graded label. Theorem ids are taken as the corpus resolves
+them, so the ids of entries merged into another (aliases) count as that entry.
 
 Example:
     >>> examples, report = build_examples(store.iter_trajectories(), corpus)  # doctest: +SKIP
@@ -21,16 +23,17 @@ import json
 import logging
 import shutil
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from statistics import fmean
+from typing import Any, NamedTuple
 
 from tqdm.auto import tqdm
 
 from rader.agent.records import FINISHED_STATUSES, Step, Trajectory
 from rader.retriever import Corpus, Encoder, Query, RaderError, Retriever, hash_fraction
-from rader.training.examples import Passage, TrainingExample, passage_text
+from rader.training.examples import Passage, TrainingExample, negative_columns, passage_text
 
 log = logging.getLogger(__name__)
 
@@ -49,17 +52,31 @@ class BuildReport:
     stats: dict[str, Any] = field(default_factory=dict)
 
 
-def step_verdicts(step: Step, verified: bool | None, *,
-                  unverified: bool = False) -> dict[str, tuple[bool, str]]:
-    """theorem id -> (relevant, judge) for the judgments that count: a human's on any run,
-    the model's only on runs whose answer is verified (on every finished run with
-    ``unverified``); a human's wins over the model's."""
-    verdicts: dict[str, tuple[bool, str]] = {}
+class Verdict(NamedTuple):
+    relevant: bool
+    judge: str  # "model" or "human"
+    score: float | None  # the judge's P(yes); a human's verdict counts as 1.0 or 0.0
+
+
+def _same(theorem_id: str) -> str:
+    return theorem_id
+
+
+def step_verdicts(step: Step, verified: bool | None, *, unverified: bool = False,
+                  resolve: Callable[[str], str] = _same) -> dict[str, Verdict]:
+    """theorem id (as ``resolve`` maps it) -> verdict, for the judgments that count: a human's on
+    any run, the model's only on runs whose answer is verified (on every finished run with
+    ``unverified``); a human's wins over the model's, and between the model's, "relevant" wins."""
+    verdicts: dict[str, Verdict] = {}
     for judgment in step.judgments:
+        theorem_id = resolve(judgment.theorem_id)
+        held = verdicts.get(theorem_id)
         if judgment.judge == "human":
-            verdicts[judgment.theorem_id] = (judgment.relevant, "human")
-        elif (verified is True or unverified) and verdicts.get(judgment.theorem_id, (None, ""))[1] != "human":
-            verdicts[judgment.theorem_id] = (judgment.relevant, "model")
+            verdicts[theorem_id] = Verdict(judgment.relevant, "human", float(judgment.relevant))
+        elif not (verified is True or unverified) or (held and held.judge == "human"):
+            continue
+        elif held is None or judgment.relevant or not held.relevant:  # between the model's, "relevant" wins
+            verdicts[theorem_id] = Verdict(judgment.relevant, "model", judgment.score)
     return verdicts
 
 
@@ -74,13 +91,18 @@ class _Draft:
         self.query, self.problem_id = query, problem_id
         self.positives: dict[str, str] = {}  # id -> judge
         self.negatives: dict[str, str] = {}
+        self.scores: dict[str, list[float]] = defaultdict(list)  # id -> P(yes) of each judgment
         self.provenance: list[dict[str, Any]] = []
 
-    def add(self, verdicts: dict[str, tuple[bool, str]]) -> None:
-        for theorem_id, (relevant, judge) in verdicts.items():
+    def add(self, verdicts: dict[str, Verdict]) -> None:
+        for theorem_id, (relevant, judge, score) in verdicts.items():
             held = self.positives.get(theorem_id) or self.negatives.get(theorem_id)
             if held == "human" and judge != "human":
                 continue  # a human's verdict on this query is final
+            if judge == "human":
+                self.scores[theorem_id].clear()
+            if score is not None:
+                self.scores[theorem_id].append(score)
             if relevant:
                 self.positives[theorem_id] = judge
                 self.negatives.pop(theorem_id, None)
@@ -89,8 +111,8 @@ class _Draft:
                 self.negatives[theorem_id] = judge
 
 
-def gather_drafts(trajectories: Iterable[Trajectory], report: BuildReport, *,
-                  unverified: bool = False) -> tuple[list[_Draft], dict]:
+def gather_drafts(trajectories: Iterable[Trajectory], report: BuildReport, *, unverified: bool = False,
+                  resolve: Callable[[str], str] = _same) -> tuple[list[_Draft], dict]:
     """One draft per (problem, query kind, query text); also every theorem judged relevant per problem."""
     drafts: dict[tuple[str, str, str], _Draft] = {}
     relevant_for_problem: dict[str, set[str]] = defaultdict(set)
@@ -101,10 +123,10 @@ def gather_drafts(trajectories: Iterable[Trajectory], report: BuildReport, *,
             continue  # never learn from half a run
         for step in trajectory.steps:
             report.human_judgments += sum(j.judge == "human" for j in step.judgments)
-            verdicts = step_verdicts(step, trajectory.verified, unverified=unverified)
+            verdicts = step_verdicts(step, trajectory.verified, unverified=unverified, resolve=resolve)
             if not verdicts:
                 continue
-            relevant_for_problem[trajectory.problem.id].update(t for t, (rel, _) in verdicts.items() if rel)
+            relevant_for_problem[trajectory.problem.id].update(t for t, v in verdicts.items() if v.relevant)
             for query in step.queries:
                 key = (trajectory.problem.id, query.kind, _normalise(query.text))
                 if key in drafts:
@@ -142,9 +164,12 @@ def build_examples(trajectories: Iterable[Trajectory], corpus: Corpus, *, miner:
     (more data when verified runs are scarce, at the price of noisier positives). Theorems in
     ``held_out`` (an evaluation set's) never enter the data, as positive or negative: a query
     left without a positive gives no example."""
-    held_out = set(held_out)
+    def resolve(theorem_id: str) -> str:  # an alias (a merged-away entry's id) -> the entry's id
+        return corpus.get(theorem_id).id if theorem_id in corpus else theorem_id
+
+    held_out = {resolve(t) for t in held_out}
     report = BuildReport(held_out_theorems=len(held_out))
-    drafts, relevant_for_problem = gather_drafts(trajectories, report, unverified=unverified)
+    drafts, relevant_for_problem = gather_drafts(trajectories, report, unverified=unverified, resolve=resolve)
     rows: list[tuple[_Draft, list[Passage], list[Passage], list[Passage]]] = []
     for draft in drafts:
         judged = [*draft.positives, *draft.negatives]
@@ -172,8 +197,10 @@ def build_examples(trajectories: Iterable[Trajectory], corpus: Corpus, *, miner:
     for draft, positives, negatives, mined in rows:
         mined = mined[:mined_per_query]
         report.mined_negatives += len(mined)
+        scores = {p.docid: round(fmean(draft.scores[p.docid]), 4) for p in (*positives, *negatives)
+                  if draft.scores.get(p.docid)}
         examples.append(TrainingExample(draft.query.text, draft.query.kind, positives, negatives + mined,
-                                        draft.problem_id, draft.provenance))
+                                        draft.problem_id, draft.provenance, scores))
     report.stats = dataset_stats(examples, corpus)
     return examples, report
 
@@ -222,14 +249,25 @@ def _write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
+def _write_parquet(path: Path, rows: list[dict[str, Any]], columns: dict[str, str]) -> None:
+    """Rows as a Parquet table with these columns (name -> dtype); an empty table keeps them."""
+    from datasets import Dataset, Features, Value
+
+    features = Features({name: Value(dtype) for name, dtype in columns.items()})
+    Dataset.from_dict({c: [row[c] for row in rows] for c in columns}, features=features).to_parquet(str(path))
+
+
 def write_dataset(out: str | Path, train: list[TrainingExample], dev: list[TrainingExample],
-                  report: BuildReport, *, corpus: Corpus, meta: dict[str, Any] | None = None) -> Path:
+                  report: BuildReport, *, corpus: Corpus, max_negatives: int | None = None,
+                  meta: dict[str, Any] | None = None) -> Path:
     """Write examples, Tevatron JSON Lines, sentence-transformers Parquet, dev queries/qrels, stats.
 
-    The folder is written beside its final name and renamed into place, so a crash never
+    ``{split}.parquet`` holds InfoNCE n-tuples (anchor, positive, negative_1..negative_n), n being
+    the most hard negatives any query of the split has (at most ``max_negatives``);
+    ``{split}.graded.parquet`` the judged pairs (anchor, positive, negative, label) of a graded
+    loss. The folder is written beside its final name and renamed into place, so a crash never
     leaves a half dataset under ``out``.
     """
-    from datasets import Dataset
     from datasets.utils.logging import disable_progress_bar
 
     disable_progress_bar()  # one bar per tiny Parquet write is noise
@@ -237,21 +275,31 @@ def write_dataset(out: str | Path, train: list[TrainingExample], dev: list[Train
     partial = out.with_name(out.name + ".partial")
     partial.mkdir(parents=True, exist_ok=True)
     corpus.write_jsonl(partial / "corpus.jsonl")
+    shapes = {}
     for split, examples in (("train", train), ("dev", dev)):
         named = [(f"{split}-{i}", e) for i, e in enumerate(examples)]
         _write_jsonl(partial / f"{split}.examples.jsonl", (e.to_dict() for e in examples))
         _write_jsonl(partial / f"{split}.tevatron.jsonl", (e.to_tevatron(q) for q, e in named))
-        triplets = [row for e in examples for row in e.triplets()]
-        columns = {c: [row[c] for row in triplets] for c in ("anchor", "positive", "negative")}
-        Dataset.from_dict(columns).to_parquet(str(partial / f"{split}.parquet"))
+        n = min(max((len(e.negatives) for e in examples), default=0), max_negatives or 1 << 30)
+        ntuples = [row for e in examples for row in e.ntuples(n)]
+        _write_parquet(partial / f"{split}.parquet", ntuples,
+                       dict.fromkeys(["anchor", "positive", *negative_columns(n)], "string"))
+        judged = [row for e in examples for row in e.judged_pairs()]
+        _write_parquet(partial / f"{split}.graded.parquet", judged,
+                       {"anchor": "string", "positive": "string", "negative": "string", "label": "float32"})
+        shapes[split] = {"rows": len(ntuples), "negatives_per_row": n, "judged_pairs": len(judged),
+                         "rows_repeating_negatives": sum(len(e.positives) for e in examples
+                                                         if 0 < len(e.negatives) < n),
+                         "rows_without_negatives": sum(len(e.positives) for e in examples if not e.negatives)}
         _write_jsonl(partial / f"{split}.queries.jsonl",
                      ({"_id": q, "text": e.query, "kind": e.query_kind} for q, e in named))
         with (partial / f"{split}.qrels.tsv").open("w", encoding="utf-8") as handle:
             handle.write("query-id\tcorpus-id\tscore\n")
             for q, e in named:
                 handle.writelines(f"{q}\t{p.docid}\t1\n" for p in e.positives)
-    stats = {"train": dataset_stats(train, corpus), "dev": dataset_stats(dev, corpus),
-             "build": {k: v for k, v in asdict(report).items() if k != "stats"}, **(meta or {})}
+    stats = {split: dataset_stats(examples, corpus) | shapes[split]
+             for split, examples in (("train", train), ("dev", dev))}
+    stats |= {"build": {k: v for k, v in asdict(report).items() if k != "stats"}, **(meta or {})}
     (partial / "stats.json").write_text(json.dumps(stats, indent=2))
     if out.exists():
         shutil.rmtree(out)

@@ -1,8 +1,11 @@
 """Fine-tune a dense encoder on RaDeR examples with the sentence-transformers trainer.
 
-Contrastive training (InfoNCE: MultipleNegativesRankingLoss with in-batch and hard
-negatives; its cached variant gives large effective batches in little memory on a CPU).
-LoRA adapters via ``peft`` for LLM-sized encoders, merged into the saved weights. The run
+Contrastive training (InfoNCE: MultipleNegativesRankingLoss over (query, positive, all its
+hard negatives) n-tuples plus in-batch negatives; its cached variant gives large effective
+batches in little memory on a CPU). ``graded="margin_mse"`` adds a graded loss beside it: the
+judge's P(yes) margins between a query's positive and each judged negative, distilled with
+MarginMSE on batches of their own (the trainer alternates the two datasets). LoRA adapters
+via ``peft`` for LLM-sized encoders, merged into the saved weights. The run
 checkpoints beside the output folder and resumes from the latest checkpoint; the
 finished model is renamed into place with a manifest (``rader_training.json``) recording
 data, base, hyperparameters, metrics before/after on the dev split, and time.
@@ -26,6 +29,7 @@ from typing import Any, Literal
 
 from rader.retriever import RaderError, load_qrels, read_corpus
 from rader.retriever.encoders import resolve_encoder_path
+from rader.training.losses import ScaledLoss
 
 MANIFEST = "rader_training.json"
 
@@ -39,6 +43,9 @@ class TrainConfig:
     learning_rate: float = 2e-5
     warmup_fraction: float = 0.1
     loss: Literal["cached_mnrl", "mnrl"] = "cached_mnrl"
+    negatives: int | None = None  # hard negatives per row (None: every column the data has)
+    graded: Literal["none", "margin_mse"] = "none"  # a loss on the judge's P(yes) beside InfoNCE
+    graded_weight: float = 20.0  # its scale: InfoNCE multiplies cosines by 20, so equal footing
     lora: bool = False  # adapters instead of full fine-tuning (LLM-sized encoders)
     lora_rank: int = 16
     lora_alpha: int = 32
@@ -55,19 +62,43 @@ def _file_digest(*paths: Path) -> str:
     return digest.hexdigest()
 
 
-def load_triplets(data: Path, split: str):
-    """The (anchor, positive[, negative]) dataset of a split; rows without a hard negative
-    keep in-batch negatives only (the negative column goes when most rows lack one)."""
+def _parquet(data: Path, name: str):
     from datasets import Dataset
 
-    path = data / f"{split}.parquet"
+    path = data / name
     if not path.is_file():
         raise RaderError(f"no {path.name} in {data}: run `rader dataset build --out {data}` first")
-    dataset = Dataset.from_parquet(str(path))
-    with_negative = dataset.filter(lambda row: bool(row["negative"]))
+    return Dataset.from_parquet(str(path))
+
+
+def load_ntuples(data: Path, split: str, negatives: int | None = None):
+    """The InfoNCE rows of a split, (anchor, positive, negative_1..negative_n), with the first
+    ``negatives`` hard negatives of each row (all by default, 0 for pairs). Rows without a hard
+    negative keep in-batch negatives only: they go when most rows have one, else the negatives go."""
+    dataset = _parquet(data, f"{split}.parquet")
+    if "negative" in dataset.column_names:  # built before n-tuples: one negative a row
+        dataset = dataset.rename_column("negative", "negative_1")
+    columns = [c for c in dataset.column_names if c.startswith("negative_")]
+    if negatives is not None and negatives > len(columns):
+        raise RaderError(f"{data} has {len(columns)} hard negatives a row, not {negatives}: "
+                         "lower --negatives, or rebuild the dataset")
+    keep = columns[:negatives] if negatives is not None else columns
+    dataset = dataset.remove_columns(columns[len(keep):])
+    if not keep:
+        return dataset
+    with_negative = dataset.filter(lambda row: bool(row["negative_1"]))
     if len(with_negative) >= len(dataset) / 2:
         return with_negative
-    return dataset.remove_columns("negative")
+    return dataset.remove_columns(keep)
+
+
+def load_judged_pairs(data: Path, split: str):
+    """The graded rows of a split: (anchor, positive, negative, label = P(yes) margin)."""
+    dataset = _parquet(data, f"{split}.graded.parquet")
+    if len(dataset) == 0:
+        raise RaderError(f"{data} has no judged pairs with the judge's scores for a graded loss: "
+                         "train without --graded, or rebuild the dataset from scored judgments")
+    return dataset
 
 
 def dev_evaluator(data: Path, batch_size: int):
@@ -94,6 +125,12 @@ def _metrics(evaluator, model) -> dict[str, float]:
             if key.startswith("dev_cosine_")}
 
 
+def _columns(train) -> list[str] | dict[str, list[str]]:
+    if isinstance(train, dict):
+        return {name: part.column_names for name, part in train.items()}
+    return train.column_names
+
+
 def _latest_checkpoint(folder: Path) -> Path | None:
     """The newest checkpoint that was written whole: a kill during a save leaves a folder
     without its trainer state (written last), which must not be resumed from."""
@@ -115,7 +152,7 @@ def train_encoder(data: str | Path, out: str | Path, config: TrainConfig = Train
     from sentence_transformers.sentence_transformer.training_args import BatchSamplers
 
     data, out = Path(data), Path(out)
-    train = load_triplets(data, "train")
+    train = load_ntuples(data, "train", config.negatives)
     if len(train) == 0:
         raise RaderError(f"{data} has no training rows: harvest more verified trajectories")
     base_path = resolve_encoder_path(config.base)
@@ -133,7 +170,13 @@ def train_encoder(data: str | Path, out: str | Path, config: TrainConfig = Train
     before = _metrics(evaluator, model)
     loss = (losses.CachedMultipleNegativesRankingLoss(model, mini_batch_size=config.mini_batch_size)
             if config.loss == "cached_mnrl" else losses.MultipleNegativesRankingLoss(model))
-    steps_per_epoch = math.ceil(len(train) / config.batch_size)
+    rows = len(train)
+    if config.graded == "margin_mse":  # a dataset of its own, with its own loss: the trainer alternates
+        judged = load_judged_pairs(data, "train")
+        rows += len(judged)
+        train = {"infonce": train, "graded": judged}
+        loss = {"infonce": loss, "graded": ScaledLoss(losses.MarginMSELoss(model), config.graded_weight)}
+    steps_per_epoch = math.ceil(rows / config.batch_size)
     total_steps = config.max_steps if config.max_steps > 0 else math.ceil(steps_per_epoch * config.epochs)
     checkpoints = out.with_name(out.name + ".checkpoints")
     args = SentenceTransformerTrainingArguments(
@@ -158,8 +201,9 @@ def train_encoder(data: str | Path, out: str | Path, config: TrainConfig = Train
     model.save(str(partial))
     manifest = {
         "base": config.base, "base_path": str(base_path), "data": str(data.resolve()),
-        "data_sha256": _file_digest(data / "train.parquet"), "train_rows": len(train),
-        "columns": train.column_names, "config": asdict(config), "steps": trainer.state.global_step,
+        "data_sha256": _file_digest(*(data / f"train.{part}parquet" for part in (
+            ("", "graded.") if isinstance(train, dict) else ("",)))), "train_rows": rows,
+        "columns": _columns(train), "config": asdict(config), "steps": trainer.state.global_step,
         "resumed_from": str(checkpoint) if checkpoint else None, "seconds": round(seconds, 1),
         "metrics": {"before": before, "after": after},
     }
