@@ -19,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import socket
@@ -40,7 +41,6 @@ from rader.app.settings import Settings
 from rader.retriever import RaderError
 
 log = logging.getLogger(__name__)
-SHUTDOWN_JOIN_S = 10.0  # after the drain, how long stopped runs get to write their last record
 
 
 def is_loopback(host: str) -> bool:
@@ -87,7 +87,7 @@ def create_app(settings: Settings, *, service: Service | None = None, warm_up: b
             yield
             # uvicorn has drained (or cancelled) the requests in flight: stop what is left
             left = await anyio.to_thread.run_sync(
-                lambda: service.pool.close("the server is shutting down", SHUTDOWN_JOIN_S))
+                lambda: service.pool.close("the server is shutting down", settings.llm.timeout_s))
             for run in left:  # stuck in a model call: record them interrupted here
                 try:
                     trajectory = service.store.get(run.id)
@@ -158,10 +158,27 @@ def serve(settings: Settings, *, service: Service | None = None,
     url = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
     app = create_app(settings, service=service, warm_up=False,
                      on_ready=(lambda: on_ready(url)) if on_ready else None)
-    config = uvicorn.Config(app, log_level=settings.log_level.lower(), access_log=False,
-                            timeout_graceful_shutdown=settings.serve.drain_seconds, lifespan="on",
-                            proxy_headers=False)
-    uvicorn.Server(config).run(sockets=[sock])
+    drain = settings.serve.drain_seconds
+    # a stopped run ends when its model call in flight returns: at most llm.timeout_s later
+    config = uvicorn.Config(app, log_level=settings.log_level.lower(), access_log=False, lifespan="on",
+                            timeout_graceful_shutdown=drain + settings.llm.timeout_s, proxy_headers=False)
+
+    class Draining(uvicorn.Server):
+        """On SIGTERM uvicorn stops accepting and waits for open requests; after ``drain`` s the
+        runs still going are stopped, so their streams end properly (status ``interrupted``)."""
+
+        async def shutdown(self, sockets=None) -> None:
+            async def stop_late() -> None:
+                await asyncio.sleep(drain)
+                service.pool.close("the server is shutting down", timeout=0)
+
+            late = asyncio.create_task(stop_late())
+            try:
+                await super().shutdown(sockets=sockets)
+            finally:
+                late.cancel()
+
+    Draining(config).run(sockets=[sock])
 
 
 def serve_mcp_stdio(settings: Settings) -> None:

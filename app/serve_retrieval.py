@@ -49,7 +49,7 @@ def document(theorem: Theorem) -> dict[str, Any]:
 @router.post("/retrieve")
 def retrieve(body: RetrieveRequest, request: Request) -> dict[str, Any]:
     service: Service = request.app.state.service
-    k = body.topk or service.settings.retriever.k
+    k = service.settings.retriever.k if body.topk is None else body.topk  # 0 is refused, not defaulted
     rows = service.search(body.queries, k=k, kind=body.kind, retriever=body.retriever)
     request.app.state.metrics.queries.labels(body.retriever or service.settings.retriever.kind).inc(len(rows))
     result = []
