@@ -32,6 +32,7 @@ from rader.retriever import RaderError
 
 log = logging.getLogger(__name__)
 OVERRUN_GRACE_S = 30.0  # a run this far past its own time budget is stopped from outside
+QUEUE_POLL_S = 0.1  # how often a queued run checks whether its client gave up
 
 
 class Busy(RaderError):
@@ -113,6 +114,10 @@ class Run:
     @property
     def finished(self) -> bool:
         return self._done.is_set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
 
     def _emit(self, piece: Piece) -> None:
         try:
@@ -210,8 +215,14 @@ class RunPool:
 
     def _work(self, run: Run) -> None:
         try:
-            with self._slots:
+            while not self._slots.acquire(timeout=QUEUE_POLL_S):
+                if run.stopping:  # given up while waiting: it leaves the queue without a slot
+                    run.execute()
+                    return
+            try:
                 run.execute()
+            finally:
+                self._slots.release()
         finally:
             with self._lock:
                 self._runs.pop(run.id, None)
