@@ -27,6 +27,18 @@ def _table(title: str, values: dict) -> Table:
     return table
 
 
+def query_writer(settings, model: str):
+    """RaDeR's query writer on ``model`` (greedy, short replies), caching under the data directory."""
+    import dataclasses
+
+    from rader.agent.llm import chat_model
+    from rader.training.generate import QueryCache, QueryWriter
+
+    config = dataclasses.replace(settings.llm.config(), model=model, temperature=0.0, max_tokens=96)
+    return QueryWriter(chat_model(config, home=settings.home), model,
+                       QueryCache(settings.home / "generated_queries.jsonl"))
+
+
 def register(app: typer.Typer, settings_for) -> None:
     app.add_typer(dataset_app, name="dataset")
 
@@ -120,6 +132,10 @@ def register(app: typer.Typer, settings_for) -> None:
             help="qrels of --held-out-queries (default: gold ids in the queries file)")] = None,
         held_out_by: HeldOutByOpt = None,
         held_out_fraction: HeldOutFractionOpt = 0.5,
+        generate_with: Annotated[str | None, typer.Option(
+            help="an LLM (catalog name or .gguf; backend from settings) writes RaDeR's queries too: "
+            "post_llm_query (after retrieval) and theorem_lexical (kept if BM25 finds the theorem); "
+            "cached in HOME/generated_queries.jsonl, so a rerun resumes")] = None,
     ) -> None:
         """Positives, hard negatives and queries of every kind from the stored trajectories."""
         from rader.app.evalrun import held_out_theorems
@@ -143,15 +159,18 @@ def register(app: typer.Typer, settings_for) -> None:
         miner = None if mine == "none" else retriever_from_settings(settings, corpus, kind=mine)
         options = settings.retriever.options(settings.home)
         encoder = None if mine == "none" else shared_encoder(options.encoder, options.batch_size)
+        writer = generate_with and query_writer(settings, generate_with)
+        bm25 = writer and retriever_from_settings(settings, corpus, kind="bm25")
         examples, report = build_examples(store.iter_trajectories(model=model), corpus, miner=miner,
                                           encoder=encoder, mined_per_query=mined_per_query, margin=margin,
-                                          unverified=unverified, held_out=excluded,
-                                          show_progress=settings.show_progress)
+                                          unverified=unverified, held_out=excluded, writer=writer,
+                                          lexical_check=bm25, show_progress=settings.show_progress)
         train, dev = split_by_problem(examples, dev_fraction=dev_fraction, seed=seed)
         folder = write_dataset(out, train, dev, report, corpus=corpus, max_negatives=max_negatives, meta={
             "store": str(store.path), "corpora": settings.corpora, "mine": mine, "margin": margin,
             "dev_fraction": dev_fraction, "seed": seed, "model_filter": model,
             "unverified": unverified, "held_out_queries": held_out_queries and str(held_out_queries),
+            "generated_with": generate_with,
             "held_out": held_out and f"{held_out.field} {held_out.fraction} seed {held_out.seed}"})
         stats = json.loads((folder / "stats.json").read_text())
         console.print(_table(f"examples from {stats['build']['trajectories']} trajectories", stats["build"]))

@@ -9,7 +9,8 @@ within ``margin`` of the positive (likely false negatives). A human judgment (fr
 UI) overrides the model's, and counts on any trajectory, verified or not. ``unverified=True``
 relaxes the recipe: the model's verdicts count on every finished run. Each judged passage
 keeps the judge's P(yes) as a graded label. Theorem ids are taken as the corpus resolves
-them, so the ids of entries merged into another (aliases) count as that entry.
+them, so the ids of entries merged into another (aliases) count as that entry. With a
+``writer`` (an LLM), RaDeR's generated queries join them (`rader.training.generate`).
 
 Example:
     >>> examples, report = build_examples(store.iter_trajectories(), corpus)  # doctest: +SKIP
@@ -34,6 +35,7 @@ from tqdm.auto import tqdm
 from rader.agent.records import FINISHED_STATUSES, Step, Trajectory
 from rader.retriever import Corpus, Encoder, Query, RaderError, Retriever, hash_fraction
 from rader.training.examples import Passage, TrainingExample, negative_columns, passage_text
+from rader.training.generate import PositiveContext, QueryWriter, generate_queries
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,7 @@ class BuildReport:
     duplicates_merged: int = 0
     held_out_theorems: int = 0  # theorem ids kept out of the data (an evaluation set's)
     held_out_dropped: int = 0  # positives and negatives dropped for being held out
+    generated: dict[str, int] = field(default_factory=dict)  # the LLM pass: asked, cached, dropped
     stats: dict[str, Any] = field(default_factory=dict)
 
 
@@ -112,8 +115,10 @@ class _Draft:
 
 
 def gather_drafts(trajectories: Iterable[Trajectory], report: BuildReport, *, unverified: bool = False,
-                  resolve: Callable[[str], str] = _same) -> tuple[list[_Draft], dict]:
-    """One draft per (problem, query kind, query text); also every theorem judged relevant per problem."""
+                  resolve: Callable[[str], str] = _same,
+                  contexts: list[PositiveContext] | None = None) -> tuple[dict[tuple, _Draft], dict]:
+    """One draft per (problem, query kind, query text); also every theorem judged relevant per
+    problem, and (into ``contexts``) each positive with the solution before its step."""
     drafts: dict[tuple[str, str, str], _Draft] = {}
     relevant_for_problem: dict[str, set[str]] = defaultdict(set)
     for trajectory in trajectories:
@@ -127,6 +132,8 @@ def gather_drafts(trajectories: Iterable[Trajectory], report: BuildReport, *, un
             if not verdicts:
                 continue
             relevant_for_problem[trajectory.problem.id].update(t for t, v in verdicts.items() if v.relevant)
+            if contexts is not None:
+                contexts.extend(_positive_contexts(trajectory, step, verdicts))
             for query in step.queries:
                 key = (trajectory.problem.id, query.kind, _normalise(query.text))
                 if key in drafts:
@@ -134,7 +141,16 @@ def gather_drafts(trajectories: Iterable[Trajectory], report: BuildReport, *, un
                 draft = drafts.setdefault(key, _Draft(query, trajectory.problem.id))
                 draft.add(verdicts)
                 draft.provenance.append({"trajectory_id": trajectory.id, "step_index": step.index})
-    return [d for d in drafts.values() if d.positives], relevant_for_problem
+    return drafts, relevant_for_problem
+
+
+def _positive_contexts(trajectory: Trajectory, step: Step,
+                       verdicts: dict[str, Verdict]) -> list[PositiveContext]:
+    before = "\n\n".join(s.thought for s in trajectory.steps if s.index < step.index and s.thought)
+    negatives = tuple(t for t, v in verdicts.items() if not v.relevant)
+    return [PositiveContext(trajectory.problem.id, trajectory.problem.text, before, theorem_id, negatives,
+                            {"trajectory_id": trajectory.id, "step_index": step.index})
+            for theorem_id, verdict in verdicts.items() if verdict.relevant]
 
 
 def likely_positives(encoder: Encoder, rows: list[tuple[Query, list[Passage], list[Passage]]],
@@ -158,18 +174,34 @@ def likely_positives(encoder: Encoder, rows: list[tuple[Query, list[Passage], li
 def build_examples(trajectories: Iterable[Trajectory], corpus: Corpus, *, miner: Retriever | None = None,
                    encoder: Encoder | None = None, mine_depth: int = 10, mined_per_query: int = 3,
                    margin: float = 0.05, unverified: bool = False, held_out: Iterable[str] = (),
+                   writer: QueryWriter | None = None, lexical_check: Retriever | None = None,
                    show_progress: bool = False) -> tuple[list[TrainingExample], BuildReport]:
     """Training examples from ``trajectories``; ``miner`` adds mined negatives, ``encoder`` guards them.
     ``unverified`` also takes the judge's verdicts from runs whose answer is wrong or missing
     (more data when verified runs are scarce, at the price of noisier positives). Theorems in
     ``held_out`` (an evaluation set's) never enter the data, as positive or negative: a query
-    left without a positive gives no example."""
+    left without a positive gives no example. ``writer`` adds RaDeR's generated queries (its
+    lexical ones kept when ``lexical_check``, a BM25 retriever, finds their theorem again)."""
     def resolve(theorem_id: str) -> str:  # an alias (a merged-away entry's id) -> the entry's id
         return corpus.get(theorem_id).id if theorem_id in corpus else theorem_id
 
     held_out = {resolve(t) for t in held_out}
     report = BuildReport(held_out_theorems=len(held_out))
-    drafts, relevant_for_problem = gather_drafts(trajectories, report, unverified=unverified, resolve=resolve)
+    contexts: list[PositiveContext] | None = [] if writer is not None else None
+    by_key, relevant_for_problem = gather_drafts(trajectories, report, unverified=unverified, resolve=resolve,
+                                                 contexts=contexts)
+    if writer is not None:
+        if lexical_check is None:
+            raise RaderError("generated lexical queries need a BM25 retriever to check them")
+        for generated in generate_queries(contexts, corpus.get, writer, lexical_check,
+                                          show_progress=show_progress):
+            key = (generated.problem_id, generated.query.kind, _normalise(generated.query.text))
+            draft = by_key.setdefault(key, _Draft(generated.query, generated.problem_id))
+            draft.add({generated.positive: Verdict(True, "model", None),
+                       **{t: Verdict(False, "model", None) for t in generated.negatives}})
+            draft.provenance.append(generated.provenance)
+        report.generated = writer.report.to_dict()
+    drafts = [d for d in by_key.values() if d.positives]
     rows: list[tuple[_Draft, list[Passage], list[Passage], list[Passage]]] = []
     for draft in drafts:
         judged = [*draft.positives, *draft.negatives]

@@ -153,6 +153,12 @@ def train_encoder(data: str | Path, out: str | Path, config: TrainConfig = Train
     from sentence_transformers.sentence_transformer import losses
     from sentence_transformers.sentence_transformer.training_args import BatchSamplers
 
+    if not show_progress:  # the datasets and transformers bars too (loading, filtering, weights)
+        from datasets.utils.logging import disable_progress_bar
+        from transformers.utils import logging as hf_logging
+
+        disable_progress_bar()
+        hf_logging.disable_progress_bar()
     data, out = Path(data), Path(out)
     train = load_ntuples(data, "train", config.negatives)
     if len(train) == 0:
