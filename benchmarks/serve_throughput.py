@@ -87,7 +87,17 @@ def pct(values: list[float], q: float) -> float:
 def bench_retrieve(url: str, engine, queries: list[str], rounds: int, k: int) -> list[dict[str, Any]]:
     from rader.retriever import Query
 
+    def api(batches: list[list[str]]) -> float:
+        started = time.perf_counter()
+        for batch in batches:
+            engine.search_many([Query(q, "problem") for q in batch], k=k)
+        return time.perf_counter() - started
+
     rows = []
+    # the server searches in a worker thread (FastAPI runs sync routes in a thread pool), and PyTorch's
+    # intra-op threads behave differently there than in the main thread on a busy machine (measured:
+    # several times faster), so the Python API side runs in a worker thread too
+    worker = ThreadPoolExecutor(1)
     with httpx.Client(timeout=300) as http:
         for size in BATCHES:
             batches = [queries[i:i + size] for i in range(0, 64, size)]  # 64 queries a round
@@ -99,10 +109,7 @@ def bench_retrieve(url: str, engine, queries: list[str], rounds: int, k: int) ->
                                                                   "return_scores": True, "kind": "problem"})
                     response.raise_for_status()
                 took_http = time.perf_counter() - started
-                started = time.perf_counter()
-                for batch in batches:
-                    engine.search_many([Query(q, "problem") for q in batch], k=k)
-                took_api = time.perf_counter() - started
+                took_api = worker.submit(api, batches).result()
                 if round_no:
                     http_s, api_s = http_s + took_http, api_s + took_api
             total = 64 * rounds
@@ -112,6 +119,12 @@ def bench_retrieve(url: str, engine, queries: list[str], rounds: int, k: int) ->
             rows.append(row)
             print(f"batch {size:>2}: http {row['http_qps']:8.1f} q/s  api {row['api_qps']:8.1f} q/s  "
                   f"ratio {row['ratio']:.3f}  overhead {row['http_overhead_pct']:+.1f} %", flush=True)
+    main_thread = {size: 64 / api([queries[i:i + size] for i in range(0, 64, size)]) for size in BATCHES}
+    print("python api in the main thread instead, q/s: "
+          + ", ".join(f"batch {size} {qps:.1f}" for size, qps in main_thread.items()), flush=True)
+    for row in rows:
+        row["api_main_thread_qps"] = main_thread[row["batch"]]
+    worker.shutdown()
     return rows
 
 
@@ -172,8 +185,10 @@ def api_run(parts, problem: str) -> dict[str, Any]:
 
 def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     rates = [r["completion_tokens"] / r["wall_s"] for r in runs]
-    return {"completion_tokens_per_s": statistics.median(rates), "runs": [
-        {k: v for k, v in r.items() if k not in ("chunk_ids",)} for r in runs]}
+    totals = [r["total_tokens"] / r["wall_s"] for r in runs]
+    return {"completion_tokens_per_s": statistics.median(rates),
+            "total_tokens_per_s": statistics.median(totals),
+            "runs": [{k: v for k, v in r.items() if k != "chunk_ids"} for r in runs]}
 
 
 def bench_chat(url: str, parts, reps: int, options: dict) -> dict[str, Any]:
@@ -189,13 +204,17 @@ def bench_chat(url: str, parts, reps: int, options: dict) -> dict[str, Any]:
         api_runs.append(api_run(parts, CHAT_PROBLEM))
     result = {"http": summarize(http_runs), "api": summarize(api_runs)}
     result["ratio"] = result["http"]["completion_tokens_per_s"] / result["api"]["completion_tokens_per_s"]
-    print(f"chat, one run: http {result['http']['completion_tokens_per_s']:.1f} tok/s, api "
-          f"{result['api']['completion_tokens_per_s']:.1f} tok/s, ratio {result['ratio']:.3f} "
-          f"(steps http {[r['steps'] for r in http_runs]}, api {[r['steps'] for r in api_runs]})", flush=True)
+    result["total_ratio"] = result["http"]["total_tokens_per_s"] / result["api"]["total_tokens_per_s"]
+    http, api = result["http"], result["api"]
+    print(f"chat, one run: http {http['completion_tokens_per_s']:.1f} tok/s, api "
+          f"{api['completion_tokens_per_s']:.1f} tok/s, ratio {result['ratio']:.3f}; prompt + completion "
+          f"{http['total_tokens_per_s']:.0f} vs {api['total_tokens_per_s']:.0f} tok/s, ratio "
+          f"{result['total_ratio']:.3f} (steps http {[r['steps'] for r in http_runs]}, "
+          f"api {[r['steps'] for r in api_runs]})", flush=True)
     return result
 
 
-def bench_concurrent_chat(url: str, store, options: dict, single_rate: float) -> dict[str, Any]:
+def bench_concurrent_chat(url: str, store, options: dict, single: dict[str, Any]) -> dict[str, Any]:
     async def three() -> list[dict[str, Any]]:
         async with httpx.AsyncClient(timeout=900) as http:
             return await asyncio.gather(*(stream_run(http, url, p, options) for p in CONCURRENT_PROBLEMS))
@@ -206,12 +225,19 @@ def bench_concurrent_chat(url: str, store, options: dict, single_rate: float) ->
     own = [run["chunk_ids"] == {f"chatcmpl-{run['trajectory_id']}"}
            and store.get(run["trajectory_id"]).problem.text == run["problem"] for run in runs]
     tokens = sum(run["completion_tokens"] for run in runs)
+    total = sum(run["total_tokens"] for run in runs)
     row = {"streams": len(runs), "wall_s": wall, "completion_tokens": tokens,
-           "aggregate_tokens_per_s": tokens / wall, "single_stream_tokens_per_s": single_rate,
-           "speedup": tokens / wall / single_rate, "each_got_only_its_own_chunks": all(own),
+           "aggregate_tokens_per_s": tokens / wall,
+           "single_stream_tokens_per_s": single["completion_tokens_per_s"],
+           "speedup": tokens / wall / single["completion_tokens_per_s"],
+           "aggregate_total_tokens_per_s": total / wall,
+           "total_speedup": total / wall / single["total_tokens_per_s"],
+           "each_got_only_its_own_chunks": all(own),
            "runs": [{k: v for k, v in r.items() if k != "chunk_ids"} for r in runs]}
-    print(f"3 concurrent streams: {row['aggregate_tokens_per_s']:.1f} tok/s in all "
-          f"({row['speedup']:.2f}x one stream); each only its own chunks: {all(own)}", flush=True)
+    print(f"3 concurrent streams: {row['aggregate_tokens_per_s']:.1f} completion tok/s in all "
+          f"({row['speedup']:.2f}x one stream), prompt + completion "
+          f"{row['aggregate_total_tokens_per_s']:.0f} tok/s ({row['total_speedup']:.2f}x); "
+          f"each only its own chunks: {all(own)}", flush=True)
     return row
 
 
@@ -256,7 +282,7 @@ def main() -> None:
         options = {"max_steps": args.max_steps}
         chat = bench_chat(url, parts, args.chat_reps, options)
         store = TrajectoryStore(args.home / "trajectories.db")
-        three = bench_concurrent_chat(url, store, options, chat["http"]["completion_tokens_per_s"])
+        three = bench_concurrent_chat(url, store, options, chat["http"])
         store.close()
     finally:
         process.send_signal(signal.SIGTERM)
@@ -264,7 +290,8 @@ def main() -> None:
     report = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": platform.processor() or platform.machine(),
-        "cpus": os.cpu_count(), "settings": exported, "retrieve": retrieve, "retrieve_8_clients": concurrent,
+        "cpus": os.cpu_count(), "load_average_end": os.getloadavg(), "settings": exported,
+        "retrieve": retrieve, "retrieve_8_clients": concurrent,
         "chat": chat, "chat_3_concurrent": three,
     }
     if args.out:
