@@ -44,7 +44,11 @@ log = logging.getLogger(__name__)
 
 
 def is_loopback(host: str) -> bool:
-    """Whether ``host`` names this machine only (127.0.0.0/8, ::1, localhost)."""
+    """Whether ``host`` names this machine only (127.0.0.0/8, ::1, localhost).
+
+    >>> is_loopback("127.0.0.1"), is_loopback("[::1]"), is_loopback("0.0.0.0")
+    (True, True, False)
+    """
     if host == "localhost":
         return True
     try:
@@ -54,7 +58,14 @@ def is_loopback(host: str) -> bool:
 
 
 def check_bind(settings: Settings) -> None:
-    """Refuse a non-loopback address without an API key: rader would be open to the network."""
+    """Refuse a non-loopback address without an API key: rader would be open to the network.
+
+    >>> from rader.app.settings import load_settings
+    >>> check_bind(load_settings({"serve": {"host": "0.0.0.0"}}, config_file=None)[0])
+    Traceback (most recent call last):
+    ...
+    rader.retriever.errors.RaderError: refusing to bind 0.0.0.0: ...
+    """
     serve = settings.serve
     if not is_loopback(serve.host) and serve.api_key is None:
         raise RaderError(
@@ -67,7 +78,14 @@ def check_bind(settings: Settings) -> None:
 
 def create_app(settings: Settings, *, service: Service | None = None, warm_up: bool = True,
                on_ready: Callable[[], None] | None = None) -> FastAPI:
-    """The service as an ASGI app (what `serve` runs; tests and embedders can mount it)."""
+    """The service as an ASGI app (what `serve` runs; embedders can run it under their own server).
+
+    >>> from fastapi.testclient import TestClient
+    >>> from rader.app.settings import load_settings
+    >>> with TestClient(create_app(load_settings(config_file=None)[0])) as http:  # doctest: +SKIP
+    ...     http.get("/search", params={"q": "sum of the roots", "k": 1}).json()["hits"][0]["theorem_id"]
+    'rader/algebra/vieta_quadratic'
+    """
     service = service or Service(settings)
     metrics = Metrics()
     service.pool.on_finish = metrics.run_finished

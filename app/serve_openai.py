@@ -161,7 +161,7 @@ async def chat_completions(body: ChatRequest, request: Request) -> Response:
     headers = {"X-Rader-Trajectory-Id": run.id}
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return StreamingResponse(_stream(run, pieces, request, include_usage), media_type="text/event-stream",
+        return StreamingResponse(_stream(run, pieces, include_usage), media_type="text/event-stream",
                                  headers={**headers, "Cache-Control": "no-cache"})
     try:
         while True:
@@ -189,7 +189,7 @@ async def chat_completions(body: ChatRequest, request: Request) -> Response:
     }, headers=headers)
 
 
-async def _stream(run: Run, pieces: _Pieces, request: Request, include_usage: bool) -> AsyncIterator[str]:
+async def _stream(run: Run, pieces: _Pieces, include_usage: bool) -> AsyncIterator[str]:
     created = int(time.time())
 
     def chunk(delta: dict[str, Any] | None, finish: str | None = None, extra: dict[str, Any] | None = None,

@@ -2,9 +2,12 @@
 
 * ``/retrieve`` (Search-R1's contract) on the built-in corpus: queries/s for batches of 1, 16
   and 64 queries through HTTP (a keep-alive `httpx` client) versus the same batches through
-  ``Retriever.search_many`` in this process, on alternating rounds after a warm-up; the HTTP
-  overhead is ``1 - http/api`` (target: at most 10 % at batch 64). Then 8 concurrent clients
-  sending one query per request: latency p50/p95 and queries/s.
+  ``Retriever.search_many`` in this process, interleaved batch by batch after a warm-up round;
+  the HTTP overhead is ``1 - http/api`` (target: at most 10 % at batch 64). Then 8 concurrent
+  clients sending one query per request: latency p50/p95 and queries/s. The encoder runs with
+  ``--threads`` PyTorch/OpenMP threads on both sides (default 1): with two threads on a busy
+  2-core machine, the speed of the same search swung several-fold from run to run (OpenMP threads
+  waiting on each other), which would measure thread scheduling, not HTTP.
 * Chat: completion tokens/s of one agent run streamed through ``/v1/chat/completions`` versus
   the same problem and model through ``run_problem`` with a token callback, which is what
   `rader solve` runs (in this process, so neither side pays process start or model loading);
@@ -85,33 +88,26 @@ def pct(values: list[float], q: float) -> float:
 
 # -- retrieval -----------------------------------------------------------------------------
 def bench_retrieve(url: str, engine, queries: list[str], rounds: int, k: int) -> list[dict[str, Any]]:
+    """Queries/s by batch size, HTTP and the Python API interleaved batch by batch (so a change in
+    the machine's load hits both alike), after a warm-up round."""
     from rader.retriever import Query
 
-    def api(batches: list[list[str]]) -> float:
-        started = time.perf_counter()
-        for batch in batches:
-            engine.search_many([Query(q, "problem") for q in batch], k=k)
-        return time.perf_counter() - started
-
     rows = []
-    # the server searches in a worker thread (FastAPI runs sync routes in a thread pool), and PyTorch's
-    # intra-op threads behave differently there than in the main thread on a busy machine (measured:
-    # several times faster), so the Python API side runs in a worker thread too
-    worker = ThreadPoolExecutor(1)
     with httpx.Client(timeout=300) as http:
         for size in BATCHES:
             batches = [queries[i:i + size] for i in range(0, 64, size)]  # 64 queries a round
             http_s = api_s = 0.0
             for round_no in range(rounds + 1):  # round 0 warms both up
-                started = time.perf_counter()
                 for batch in batches:
+                    started = time.perf_counter()
                     response = http.post(f"{url}/retrieve", json={"queries": batch, "topk": k,
                                                                   "return_scores": True, "kind": "problem"})
                     response.raise_for_status()
-                took_http = time.perf_counter() - started
-                took_api = worker.submit(api, batches).result()
-                if round_no:
-                    http_s, api_s = http_s + took_http, api_s + took_api
+                    middle = time.perf_counter()
+                    engine.search_many([Query(q, "problem") for q in batch], k=k)
+                    if round_no:
+                        http_s += middle - started
+                        api_s += time.perf_counter() - middle
             total = 64 * rounds
             row = {"batch": size, "queries": total, "http_qps": total / http_s, "api_qps": total / api_s}
             row["ratio"] = row["http_qps"] / row["api_qps"]
@@ -119,12 +115,6 @@ def bench_retrieve(url: str, engine, queries: list[str], rounds: int, k: int) ->
             rows.append(row)
             print(f"batch {size:>2}: http {row['http_qps']:8.1f} q/s  api {row['api_qps']:8.1f} q/s  "
                   f"ratio {row['ratio']:.3f}  overhead {row['http_overhead_pct']:+.1f} %", flush=True)
-    main_thread = {size: 64 / api([queries[i:i + size] for i in range(0, 64, size)]) for size in BATCHES}
-    print("python api in the main thread instead, q/s: "
-          + ", ".join(f"batch {size} {qps:.1f}" for size, qps in main_thread.items()), flush=True)
-    for row in rows:
-        row["api_main_thread_qps"] = main_thread[row["batch"]]
-    worker.shutdown()
     return rows
 
 
@@ -250,8 +240,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--chat-reps", type=int, default=3)
     parser.add_argument("--topk", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="PyTorch/OpenMP threads, here and in the server (0: their default)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
+    if args.threads:  # before torch loads, in this process and (inherited) the server's
+        os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(args.threads)
 
     from rader.agent.models import fetch
     from rader.agent.store import TrajectoryStore
@@ -290,7 +284,8 @@ def main() -> None:
     report = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": platform.processor() or platform.machine(),
-        "cpus": os.cpu_count(), "load_average_end": os.getloadavg(), "settings": exported,
+        "cpus": os.cpu_count(), "threads": args.threads, "load_average_end": os.getloadavg(),
+        "settings": exported,
         "retrieve": retrieve, "retrieve_8_clients": concurrent,
         "chat": chat, "chat_3_concurrent": three,
     }

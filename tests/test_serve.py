@@ -240,6 +240,16 @@ def test_chat_openai_from_langchain_streaming_and_not(server):
     assert sum((chunk.usage_metadata or {}).get("output_tokens", 0) for chunk in chunks) > 0
 
 
+def test_a_run_keeps_to_the_wall_time_budget_it_asked_for(client, server):
+    reply = client.chat.completions.create(
+        model="rader-agent", extra_body={"rader": {"max_steps": 64, "max_seconds": 1}},
+        messages=[{"role": "user", "content": LONG_PROBLEM}])
+    stored = server.stored(reply.model_extra["rader"]["trajectory_id"])
+    assert stored.status == "budget_exhausted" and "max_seconds" in stored.config["stop_reason"]
+    assert stored.config["agent"]["max_seconds"] == 1 and len(stored.steps) < 64
+    assert reply.choices[0].finish_reason == "length" and "**No answer**" in reply.choices[0].message.content
+
+
 def test_three_concurrent_streams_each_get_only_their_own_chunks(server):
     problems = ["What is $2+2$?", "What is $5 \\cdot 5$?", "What is $100 - 1$?"]
 
