@@ -1,15 +1,15 @@
 """rader.agent: the LangGraph reasoning agent, its LLM runtimes, tools and trajectory store.
 
 Example:
-    >>> from rader.agent import AgentConfig, build_graph, parse_reason
-    >>> parse_reason("Step: 1+1=2\\nAnswer: \\\\boxed{2}").answer
+    >>> from rader.agent import AgentConfig, build_graph, last_boxed
+    >>> last_boxed("So the answer is $\\\\boxed{2}$.")
     '2'
 """
 
 from rader.agent.graph import build_graph
 from rader.agent.llm import LLMConfig, chat_model
 from rader.agent.models import CATALOG, DEFAULT_MODEL, fetch, resolve_model
-from rader.agent.protocol import last_boxed, parse_query, parse_reason, parse_verdict
+from rader.agent.protocol import find_request, last_boxed, paragraphs, parse_query, parse_verdict
 from rader.agent.records import Judgment, Problem, Step, ToolCall, Trajectory
 from rader.agent.sandbox import ComputeLimits, compute, verify_answer
 from rader.agent.state import AgentConfig, AgentState
@@ -33,9 +33,10 @@ __all__ = [
     "chat_model",
     "compute",
     "fetch",
+    "find_request",
     "last_boxed",
+    "paragraphs",
     "parse_query",
-    "parse_reason",
     "parse_verdict",
     "read_trajectories",
     "resolve_model",

@@ -43,7 +43,8 @@ class LLMTimer(BaseCallbackHandler):
     def on_llm_end(self, response, *, run_id, **kwargs) -> None:
         self.seconds += time.perf_counter() - self._starts.pop(run_id, time.perf_counter())
 
-    on_llm_error = on_llm_end
+    def on_llm_error(self, error, *, run_id, **kwargs) -> None:  # a failed call, or a stream the graph cut
+        self.on_llm_end(None, run_id=run_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +55,7 @@ class Job:
     problem: Problem
     trajectory_id: str | None = None  # fixed ids make a rerun overwrite, not duplicate
     config: dict[str, Any] | None = None  # recorded on the trajectory (sample, seed...)
+    retriever: str | None = None  # the retriever name recorded, when jobs of one batch differ
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +78,8 @@ def _run(job: Job, *, store: TrajectoryStore | None, model: str, retriever: str,
 
     trajectory, error = None, None
     try:
-        trajectory = run_problem(job.graph, job.problem, store=store, model=model, retriever=retriever,
+        trajectory = run_problem(job.graph, job.problem, store=store, model=model,
+                                 retriever=job.retriever or retriever,
                                  config=job.config, on_update=check_stop, graph_config={"callbacks": [timer]},
                                  trajectory_id=job.trajectory_id)
     except RunStopped:

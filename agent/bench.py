@@ -3,14 +3,17 @@
 - judge: each TheoremQA dev question with its gold theorem (should be judged relevant) and
   with BM25's best-ranked wrong theorem (should not): TPR, TNR, balanced accuracy, seconds
   per judgment, and the best balanced accuracy a threshold on the verdict score reaches.
-- agent: MATH-style problems with gold answers, with retrieval and without: accuracy by
-  math-verify, mean steps, retrievals, judged-relevant rate, seconds and tokens per
-  problem, and the share of wall time spent outside the LLM.
+- agent: MATH-style problems with gold answers, each solved by the bare model (one plain
+  call) and by the agent in several modes (no retrieval, theorems, worked examples, both,
+  the gold theorem given): accuracy by math-verify with an exact McNemar test against the
+  bare model, answered vs out of budget, steps, retrievals, judged-relevant rate, seconds,
+  tokens and prompt tokens re-processed per problem, and the share of wall time outside the LLM.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import random
 import time
 from collections.abc import Callable
@@ -19,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from rader.agent.batch import Job, run_jobs
-from rader.agent.graph import judge_hits
+from rader.agent.judge import judge_hits
 from rader.agent.records import Problem
 from rader.agent.state import AgentConfig
-from rader.retriever import Corpus, Query, RaderError
+from rader.retriever import Corpus, Hit, Query, RaderError
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,41 +136,115 @@ def load_problems(path: str | Path, limit: int | None, *, shuffle_seed: int | No
     return problems[:limit] if limit else problems
 
 
-def bench_agent(graph, problems: list[Problem], *, store, model: str, retriever: str, concurrency: int = 1,
-                progress: Callable[[int], None] | None = None) -> dict[str, Any]:
-    """Run ``graph`` on ``problems`` (``concurrency`` at a time) and sum up how it did."""
-    rows = []
-    started = time.perf_counter()
-    jobs = [Job(graph, problem) for problem in problems]
-    for result in run_jobs(jobs, concurrency=concurrency, store=store, model=model, retriever=retriever):
-        trajectory = result.trajectory
-        if trajectory is None:
+AGENT_MODES = ("bare", "none", "theorems", "examples", "both", "gold")
+
+
+@dataclass(frozen=True, slots=True)
+class BenchMode:
+    """One row of the agent benchmark: a graph and the retriever name its runs record."""
+
+    name: str  # bare, none, theorems, examples, both, gold
+    graph: Any
+    retriever: str
+
+
+class GoldTheorems:
+    """A retriever that knows each benchmark problem's labelled theorem: the ceiling a perfect
+    retriever would reach (``gold`` mode; the judge is off, the theorem is given)."""
+
+    name = "gold"
+
+    def __init__(self, corpus: Corpus, gold_by_problem_text: dict[str, str]) -> None:
+        self.corpus, self.gold = corpus, gold_by_problem_text
+
+    def search(self, query: Query, k: int = 10) -> list[Hit]:
+        gold = self.gold.get(query.text) if query.kind == "problem" else None
+        return [Hit(gold, 1.0, 1, "gold")] if gold in self.corpus else []
+
+    def theorem(self, theorem_id: str):
+        return self.corpus.get(theorem_id)
+
+
+def exact_mcnemar(baseline: list[bool], other: list[bool]) -> tuple[int, int, float]:
+    """(baseline right and other wrong, baseline wrong and other right, two-sided exact p) over
+    paired outcomes: the binomial test on the discordant pairs."""
+    lost = sum(b and not o for b, o in zip(baseline, other, strict=True))
+    won = sum(o and not b for b, o in zip(baseline, other, strict=True))
+    n = lost + won
+    tail = sum(math.comb(n, i) for i in range(min(lost, won) + 1)) / 2 ** n if n else 1.0
+    return lost, won, min(1.0, 2 * tail)
+
+
+def run_row(result) -> dict[str, Any]:
+    """One benchmark run as a flat row."""
+    trajectory = result.trajectory
+    judgments = [j for s in trajectory.steps for j in s.judgments]
+    prompt = sum(s.prompt_tokens for s in trajectory.steps)
+    cached = sum(s.cached_tokens for s in trajectory.steps)
+    return {"mode": (result.job.config or {}).get("bench_mode"), "problem_id": trajectory.problem.id,
+            "verified": trajectory.verified, "status": trajectory.status,
+            "answered": trajectory.final_answer is not None, "steps": len(trajectory.steps),
+            "tokens": trajectory.tokens, "prompt_tokens": prompt, "reprocessed_tokens": prompt - cached,
+            "retrievals": sum(1 for s in trajectory.steps if s.queries),
+            "judged": len(judgments), "relevant": sum(j.relevant for j in judgments),
+            "seconds": result.seconds, "llm_seconds": result.llm_seconds, "trajectory_id": trajectory.id}
+
+
+def summarize_modes(rows: list[dict[str, Any]], modes: list[str]) -> list[dict[str, Any]]:
+    """Per mode: accuracy, answered / out of budget, steps, time, tokens, outside-LLM share, and
+    an exact McNemar test against ``bare`` on the problems both have finished."""
+    by_mode = {mode: {r["problem_id"]: r for r in rows if r["mode"] == mode} for mode in modes}
+    summaries = []
+    for mode in modes:
+        runs = list(by_mode[mode].values())
+        n = max(1, len(runs))
+        judged = sum(r["judged"] for r in runs)
+        seconds = sum(r["seconds"] for r in runs)
+        llm_seconds = sum(r["llm_seconds"] for r in runs)
+        summary = {
+            "mode": mode, "problems": len(runs), "correct": sum(r["verified"] is True for r in runs),
+            "accuracy": sum(r["verified"] is True for r in runs) / n,
+            "answered": sum(r["answered"] for r in runs) / n,
+            "out_of_budget": sum(r["status"] == "budget_exhausted" for r in runs) / n,
+            "errors": sum(r["status"] == "error" for r in runs),
+            "mean_steps": sum(r["steps"] for r in runs) / n,
+            "mean_retrievals": sum(r["retrievals"] for r in runs) / n,
+            "judged_relevant_rate": sum(r["relevant"] for r in runs) / judged if judged else None,
+            "seconds_per_problem": seconds / n, "tokens_per_problem": sum(r["tokens"] for r in runs) / n,
+            "reprocessed_tokens_per_problem": sum(r["reprocessed_tokens"] for r in runs) / n,
+            # per run: its wall time minus its time inside chat-model calls
+            "outside_llm_share": max(0.0, 1 - llm_seconds / seconds) if seconds else None,
+            "vs_bare": None,
+        }
+        if "bare" in by_mode and mode != "bare":
+            shared = sorted(by_mode["bare"].keys() & by_mode[mode].keys())
+            lost, won, p = exact_mcnemar([by_mode["bare"][i]["verified"] is True for i in shared],
+                                         [by_mode[mode][i]["verified"] is True for i in shared])
+            bare_seconds = sum(by_mode["bare"][i]["seconds"] for i in shared)
+            mode_seconds = sum(by_mode[mode][i]["seconds"] for i in shared)
+            summary["vs_bare"] = {"problems": len(shared), "lost": lost, "won": won, "p": round(p, 4),
+                                  "time_ratio": mode_seconds / bare_seconds if bare_seconds else None}
+        summaries.append(summary)
+    return summaries
+
+
+def bench_agent(modes: list[BenchMode], problems: list[Problem], *, store, model: str, concurrency: int = 1,
+                progress: Callable[[int], None] | None = None,
+                on_rows: Callable[[list[dict[str, Any]]], None] | None = None) -> dict[str, Any]:
+    """Run every mode on every problem, problem by problem (so a run cut short leaves paired
+    results for all modes), and sum up how each did beside the bare model."""
+    jobs = [Job(mode.graph, problem, config={"bench_mode": mode.name}, retriever=mode.retriever)
+            for problem in problems for mode in modes]
+    rows: list[dict[str, Any]] = []
+    for result in run_jobs(jobs, concurrency=concurrency, store=store, model=model, retriever=""):
+        if result.trajectory is None:
             raise RaderError(f"problem {result.job.problem.id} did not run: {result.error}")
-        judgments = [j for s in trajectory.steps for j in s.judgments]
-        rows.append({"problem_id": trajectory.problem.id, "verified": trajectory.verified,
-                     "status": trajectory.status, "steps": len(trajectory.steps), "tokens": trajectory.tokens,
-                     "retrievals": sum(1 for s in trajectory.steps if s.hits),
-                     "judged": len(judgments), "relevant": sum(j.relevant for j in judgments),
-                     "seconds": result.seconds, "llm_seconds": result.llm_seconds,
-                     "trajectory_id": trajectory.id})
+        rows.append(run_row(result))
         if progress:
             progress(len(rows))
-    wall = time.perf_counter() - started
-    n = max(1, len(rows))
-    judged = sum(r["judged"] for r in rows)
-    run_seconds = sum(r["seconds"] for r in rows)
-    return {
-        "retriever": retriever, "problems": len(rows), "concurrency": concurrency,
-        "accuracy": sum(r["verified"] is True for r in rows) / n,
-        "mean_steps": sum(r["steps"] for r in rows) / n,
-        "mean_retrievals": sum(r["retrievals"] for r in rows) / n,
-        "judged_relevant_rate": sum(r["relevant"] for r in rows) / judged if judged else None,
-        "seconds_per_problem": wall / n, "tokens_per_problem": sum(r["tokens"] for r in rows) / n,
-        # per run: its wall time minus its time inside chat-model calls (valid under concurrency)
-        "outside_llm_share": max(0.0, 1 - sum(r["llm_seconds"] for r in rows) / run_seconds)
-        if run_seconds else None,
-        "rows": rows,
-    }
+        if on_rows:
+            on_rows(rows)
+    return {"modes": summarize_modes(rows, [mode.name for mode in modes]), "rows": rows}
 
 
 def report_dict(report: JudgeReport) -> dict[str, Any]:

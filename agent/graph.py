@@ -1,16 +1,20 @@
-"""The agent graph: reason, retrieve, judge, compute, finish.
+"""The agent graph: retrieve, judge, reason, compute, finish.
 
-The model does not decide alone when to retrieve (a probe showed small models never ask):
-before a step the **retrieve** node asks the model which theorem the step needs (an
-``llm_query``), adds the previous step itself (``cot_step``) or, first, the problem, and
-searches. **judge** asks the same model whether each hit helps (the self-reflective check);
-only relevant theorems reach **reason**, which writes one step. **compute** runs a sympy
-request in the sandbox; **finish** extracts the boxed answer and verifies it against the gold
-answer with math-verify.
+The model writes its solution in its own words, as the bare model would, and the graph cuts
+steps (paragraphs) out of it. Before the solution starts, **retrieve** looks up worked
+examples of similar problems and theorems for the problem; **judge** asks the same model
+whether each one helps (the self-reflective check, P(yes) from one token), and only what
+it keeps enters the prompt, short and quoted as data. **reason** streams the solution and
+stops only where the graph acts: a ``Search:`` line the model wrote (``retrieve_on_request``),
+a ``Compute:`` line (``compute``), or a paragraph after which a retrieval is scheduled
+(``retrieve_every``); the result is added to the solution and the model continues from its
+own cached text. **finish** takes the last ``\\boxed{}`` answer and verifies it against the
+gold answer with math-verify. Budgets: the solution's tokens (the bare model's budget),
+all tokens, wall time, and a step cap far above what solutions need.
 
 Example:
     >>> from rader.agent import AgentConfig, build_graph  # doctest: +SKIP
-    >>> graph = build_graph(llm=my_chat_model, retriever=my_retriever)  # doctest: +SKIP
+    >>> graph = build_graph(llm=my_chat_model, retriever=my_theorems, examples=my_examples)  # doctest: +SKIP
     >>> for update in graph.stream({"problem": {"id": "p", "text": "2+3?"}},
     ...                            stream_mode="updates"):  # doctest: +SKIP
     ...     print(update)
@@ -18,290 +22,305 @@ Example:
 
 from __future__ import annotations
 
-import math
+import re
 import time
 from typing import Any, Literal
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from langgraph.graph import END, START, StateGraph
 
 from rader.agent import prompts
-from rader.agent.protocol import (
-    ReasonReply,
-    lexical_keywords,
-    parse_query,
-    parse_reason,
-    parse_verdict,
-)
-from rader.agent.records import Judgment, Step
+from rader.agent.calls import LLMFailure, Usage, chat, write
+from rader.agent.judge import is_example, judge_hits
+from rader.agent.protocol import clean, find_request, last_boxed, lexical_keywords, paragraphs, parse_query
+from rader.agent.records import Step
 from rader.agent.sandbox import compute, verify_answer
 from rader.agent.state import AgentConfig, AgentState
-from rader.retriever import Hit, Query
+from rader.retriever import Hit, Query, Theorem
 
-Node = Literal["reason", "retrieve", "judge", "compute", "finish"]
-RATIONALE_THEOREM_CHARS = 300  # long corpus entries are cut for the rationale: prefill is slow
-
-
-class LLMFailure(Exception):
-    """The model call failed (timeout, connection, server error) after its retries."""
+EXAMPLES_PREFIX = "examples/"  # Hit.retriever of a worked example: examples/<retriever name>
+_WORDS = re.compile(r"\w+")
+_BREAK = re.compile(r"\n[ \t]*\n")
 
 
-def _chat(llm: BaseChatModel, system: str, user: str, **kwargs: Any) -> tuple[str, int, AIMessage]:
-    try:
-        message = llm.invoke([SystemMessage(system), HumanMessage(user)], **kwargs)
-    except Exception as err:  # the clients raise many types; all end this call the same way
-        raise LLMFailure(f"{type(err).__name__}: {str(err)[:200]}") from err
-    usage = getattr(message, "usage_metadata", None) or {}
-    text = message.content if isinstance(message.content, str) else str(message.content)
-    return text, int(usage.get("total_tokens", 0)), message
+def near_identical(a: str, b: str, threshold: float = 0.8) -> bool:
+    """Whether two problem texts are the same problem (word-set Jaccard at or over ``threshold``):
+    a problem must never be shown itself, or a copy of itself, as a worked example."""
+    left, right = set(_WORDS.findall(a.lower())), set(_WORDS.findall(b.lower()))
+    return bool(left | right) and len(left & right) / len(left | right) >= threshold
 
 
-def _yes_probability(message: AIMessage) -> float | None:
-    """P(yes) / (P(yes) + P(no)) at the first token of a one-word verdict."""
-    content = ((message.response_metadata or {}).get("logprobs") or {}).get("content") or []
-    if not content:
-        return None
-    probs = {"yes": 0.0, "no": 0.0}
-    for alt in content[0].get("top_logprobs") or [content[0]]:
-        word = alt.get("token", "").strip().lower()
-        if word in probs:
-            probs[word] += math.exp(alt["logprob"])
-    total = probs["yes"] + probs["no"]
-    return probs["yes"] / total if total > 0 else None
+def _empty_pending() -> dict[str, Any]:
+    return {"queries": [], "hits": [], "judgments": [], "events": [], "elapsed_s": 0.0,
+            "prompt_tokens": 0, "completion_tokens": 0, "cached_tokens": 0}
 
 
-def judge_hits(llm: BaseChatModel, problem: str, steps: list[str], theorems: list,
-               config: AgentConfig) -> tuple[list[Judgment], int, list[str]]:
-    """The self-reflective relevance check of one step's theorems, decided together.
-
-    Each theorem gets a one-word verdict whose score is P(yes) from the log-probabilities
-    (one generated token: cheap). A theorem is relevant when its score reaches
-    ``judge_threshold``, or when it is the step's best-scored theorem and reaches
-    ``judge_top_threshold``: on the TheoremQA dev labels the model ranks the gold theorem
-    above a wrong one far more reliably than it scores either in isolation
-    (benchmarks/RESULTS.md). Relevant theorems then get a one-line rationale.
-    """
-    scores, tokens, events = [], 0, []
-    for theorem in theorems:
-        quoted = prompts.quote_theorem(theorem.id, theorem.title, theorem.text[: config.judge_chars])
-        reply, used, message = _chat(llm, prompts.JUDGE_SYSTEM, prompts.judge_prompt(problem, steps, quoted),
-                                     max_tokens=1, logprobs=True, top_logprobs=10)
-        tokens += used
-        score = _yes_probability(message)
-        if score is None:  # a server without log-probabilities: fall back on the word itself
-            verdict, _ = parse_verdict("Relevant: " + reply)
-            if verdict is None:
-                events.append(f"no yes/no verdict for {theorem.id}: counted as not relevant")
-            score = 1.0 if verdict else 0.0
-        scores.append(score)
-    best = max(range(len(scores)), key=scores.__getitem__, default=None)
-    judgments = []
-    for i, (theorem, score) in enumerate(zip(theorems, scores, strict=True)):
-        relevant = score >= config.judge_threshold or (i == best and score >= config.judge_top_threshold)
-        rationale = f"not a key tool here (P(yes)={score:.2f})"
-        if relevant:
-            quoted = prompts.quote_theorem(theorem.id, theorem.title, theorem.text[:RATIONALE_THEOREM_CHARS])
-            reply, used, _ = _chat(llm, prompts.RATIONALE_SYSTEM,
-                                   prompts.rationale_prompt(problem, steps, quoted), max_tokens=32)
-            tokens += used
-            rationale = (reply.strip().splitlines() or [""])[0][:200] or f"P(yes)={score:.2f}"
-        judgments.append(Judgment(theorem.id, relevant, rationale, round(score, 4)))
-    return judgments, tokens, events
-
-
-def _thoughts(state: AgentState) -> list[str]:
-    return [s["thought"] for s in state.get("steps", [])]
-
-
-def _notes(state: AgentState) -> list[str]:
-    """Calculator results, shown to the model after the steps that asked for them."""
-    return [f"Calculator: {c['input']} -> {c['output']}" for s in state.get("steps", [])
-            for c in s["tool_calls"]]
+def _charge(pending: dict[str, Any], usage: Usage, seconds: float) -> dict[str, Any]:
+    return {**pending, "prompt_tokens": pending["prompt_tokens"] + usage.prompt,
+            "completion_tokens": pending["completion_tokens"] + usage.completion,
+            "cached_tokens": pending["cached_tokens"] + usage.cached,
+            "elapsed_s": pending["elapsed_s"] + seconds}
 
 
 def build_graph(llm: BaseChatModel, retriever: Any = None, settings: AgentConfig | None = None,
-                checkpointer: Any = None):
+                checkpointer: Any = None, examples: Any = None):
     """A compiled LangGraph graph that solves ``{"problem": {"id", "text", "answer"?}}``.
 
-    ``retriever`` is a `rader.retriever.Retriever` (or anything with ``search(Query, k)`` and
-    ``theorem(id)``), or None for no retrieval. The graph streams like any LangGraph graph
-    (``stream_mode="updates"`` per node, ``"messages"`` for tokens) and takes a checkpointer.
+    ``retriever`` searches theorems and ``examples`` worked examples (solved problems); each
+    is a `rader.retriever.Retriever` (or anything with ``search(Query, k)``, ``theorem(id)``
+    and ``name``) or None. With neither, the agent asks exactly what the bare model is asked.
+    The graph streams like any LangGraph graph (``stream_mode="updates"`` per node,
+    ``"messages"`` for tokens) and takes a checkpointer.
     """
     config = settings or AgentConfig()
+    search_tool = retriever is not None and config.retrieve_on_request
+    system = prompts.solve_system(search=search_tool, compute=config.compute)
+    requests = tuple(kind for kind, on in (("search", search_tool), ("compute", config.compute)) if on)
+
+    def item(hit: dict[str, Any]) -> Theorem:
+        source = examples if hit["retriever"].startswith(EXAMPLES_PREFIX) else retriever
+        return source.theorem(hit["theorem_id"])
 
     def elapsed(state: AgentState) -> float:
         return time.time() - state.get("started", time.time())
 
     def over_budget(state: AgentState) -> str | None:
-        steps = len(state.get("steps", []))
-        if steps >= config.max_steps:
+        if len(state.get("steps", [])) >= config.max_steps:
             return f"max_steps ({config.max_steps})"
+        if state.get("solution_tokens", 0) >= config.solution_tokens:
+            return f"solution_tokens ({config.solution_tokens})"
         if state.get("tokens", 0) >= config.max_tokens:
             return f"max_tokens ({config.max_tokens})"
         if elapsed(state) >= config.max_seconds:
             return f"max_seconds ({config.max_seconds:g})"
         return None
 
-    def wants_retrieval(state: AgentState) -> bool:
-        if retriever is None:
-            return False
-        steps = len(state.get("steps", []))
-        return {"every_step": True, "first_k": steps < config.first_k,
-                "model": bool(state.get("search_request")), "never": False}[config.retrieval]
+    def can_retrieve(state: AgentState) -> bool:
+        return state.get("retrievals", 0) < config.max_retrievals
 
-    # -- nodes -----------------------------------------------------------------------------
-    def retrieve(state: AgentState) -> dict[str, Any]:
-        problem = state["problem"]["text"]
-        steps = _thoughts(state)
-        started, tokens, events = time.perf_counter(), 0, []
-        try:
-            reply, tokens, _ = _chat(llm, prompts.QUERY_SYSTEM, prompts.query_prompt(problem, steps),
-                                     max_tokens=48, stop=["\n"])
-            text, events = parse_query(reply)
-        except LLMFailure as err:
-            text, events = "", [f"query writing failed: {err}"]
-        queries = [Query(text, "llm_query")] if text else []
-        if state.get("search_request"):
-            queries.append(Query(state["search_request"], "llm_query"))
-        queries.append(Query(steps[-1], "cot_step") if steps else Query(problem, "problem"))
-        keywords = lexical_keywords(steps[-1] if steps else problem)
+    # -- retrieve ---------------------------------------------------------------------------
+    def theorem_queries(state: AgentState, pending: dict[str, Any]) -> list[Query]:
+        problem, steps = state["problem"]["text"], [s["thought"] for s in state.get("steps", [])]
+        request = state.get("request") or {}
+        queries = []
+        if request.get("kind") == "search":
+            queries.append(Query(request["argument"], "llm_query"))
+        elif config.write_query:
+            started = time.perf_counter()
+            try:
+                reply, usage, _ = chat(llm, prompts.QUERY_SYSTEM, prompts.query_prompt(problem, steps),
+                                       max_tokens=48, stop=["\n"])
+                text, events = parse_query(clean(reply))
+                pending.update(_charge(pending, usage, time.perf_counter() - started))
+                pending["events"] += events
+                if text:
+                    queries.append(Query(text, "llm_query"))
+            except LLMFailure as err:
+                pending["events"].append(f"query writing failed: {err}")
+        anchor = steps[-1] if steps else problem
+        queries.append(Query(anchor, "cot_step" if steps else "problem"))
+        keywords = lexical_keywords(anchor)
         if keywords:
             queries.append(Query(keywords, "lexical"))
+        return queries
+
+    def search(engine: Any, queries: list[Query], k: int, prefix: str = "",
+               keep=lambda hit: True) -> list[Hit]:
         best: dict[str, Hit] = {}
         for query in queries:
-            for hit in retriever.search(query, k=config.k):
-                if hit.theorem_id not in best or hit.rank < best[hit.theorem_id].rank:
+            for hit in engine.search(query, k=k + 5 if prefix else k):
+                if keep(hit) and (hit.theorem_id not in best or hit.rank < best[hit.theorem_id].rank):
                     best[hit.theorem_id] = hit
-        hits = sorted(best.values(), key=lambda h: (h.rank, -h.score))[: config.k]
-        pending = {"queries": [q.to_dict() for q in queries], "hits": [h.to_dict() for h in hits],
-                   "judgments": [], "events": events,
-                   "elapsed_s": time.perf_counter() - started, "tokens": tokens}
+        ranked = sorted(best.values(), key=lambda h: (h.rank, -h.score))[:k]
+        return [hit._replace(retriever=prefix + hit.retriever) for hit in ranked]
+
+    def retrieve(state: AgentState) -> dict[str, Any]:
+        started = time.perf_counter()
+        pending = _empty_pending()
+        problem = state["problem"]
+        queries: list[Query] = []
+        hits: list[Hit] = []
+        before = not state.get("steps")
+        if examples is not None and before:
+            example_query = Query(problem["text"], "problem")
+
+            def not_the_problem(hit: Hit) -> bool:
+                return hit.theorem_id != problem.get("id") and not near_identical(
+                    examples.theorem(hit.theorem_id).text, problem["text"])
+
+            hits += search(examples, [example_query], config.examples_k, EXAMPLES_PREFIX, not_the_problem)
+            queries.append(example_query)
+        if retriever is not None:
+            more = theorem_queries(state, pending)
+            queries += [q for q in more if q not in queries]
+            hits += search(retriever, more, config.k)
+        pending.update(queries=[q.to_dict() for q in queries], hits=[h.to_dict() for h in hits])
+        pending = _charge(pending, Usage(), time.perf_counter() - started)
         return {"pending": pending, "retrievals": state.get("retrievals", 0) + 1,
-                "tokens": state.get("tokens", 0) + tokens, "search_request": None}
+                "last_retrieval_step": len(state.get("steps", [])),
+                "tokens": state.get("tokens", 0) + pending["prompt_tokens"] + pending["completion_tokens"]}
 
+    # -- judge: what enters the context ------------------------------------------------------
     def judge(state: AgentState) -> dict[str, Any]:
+        started = time.perf_counter()
         pending = dict(state["pending"])
-        started, events = time.perf_counter(), list(pending["events"])
-        theorems = [retriever.theorem(hit["theorem_id"]) for hit in pending["hits"]]
-        try:
-            judgments, tokens, more = judge_hits(llm, state["problem"]["text"], _thoughts(state), theorems,
-                                                 config)
-        except LLMFailure as err:
-            judgments, tokens, more = [], 0, [f"relevance check failed: {err}"]
-        pending.update(judgments=[j.to_dict() for j in judgments], events=events + more,
-                       tokens=pending["tokens"] + tokens,
-                       elapsed_s=pending["elapsed_s"] + time.perf_counter() - started)
-        return {"pending": pending, "tokens": state.get("tokens", 0) + tokens}
+        items = [item(hit) for hit in pending["hits"]]
+        steps = [s["thought"] for s in state.get("steps", [])]
+        judgments, usage, events = [], Usage(), []
+        if config.judge and items:
+            for group in (
+                    [i for i in items if is_example(i)], [i for i in items if not is_example(i)]):
+                if not group:
+                    continue
+                try:
+                    found, used, more = judge_hits(llm, state["problem"]["text"], steps, group, config)
+                except LLMFailure as err:
+                    found, used, more = [], Usage(), [f"relevance check failed: {err}"]
+                judgments += found
+                usage += used
+                events += more
+            relevant = {j.theorem_id for j in judgments if j.relevant}
+        else:
+            relevant = {i.id for i in items}
+        chosen = [i for i in items if i.id in relevant]
+        shown_examples = [i for i in chosen if is_example(i)][: config.max_examples]
+        quoted = [prompts.quote_example(i.id, i.text, prompts.shorten(i.metadata["solution"],
+                                                                      config.example_chars))
+                  for i in shown_examples]
+        quoted += [prompts.quote_theorem(i.id, i.title, prompts.shorten(i.text, config.theorem_chars))
+                   for i in chosen if not is_example(i)]
+        pending = _charge({**pending, "judgments": [j.to_dict() for j in judgments],
+                           "events": pending["events"] + events}, usage, time.perf_counter() - started)
+        update: dict[str, Any] = {"pending": pending, "tokens": state.get("tokens", 0) + usage.total,
+                                  "request": None}
+        if state.get("steps"):  # mid-solution: the result follows the model's request in its own text
+            update["solution"] = state.get("solution", "") + prompts.search_result(quoted)
+        else:
+            update["references"] = quoted
+        return update
 
-    def context_theorems(state: AgentState) -> list[str]:
-        relevant: list[str] = []
-        for source in [*state.get("steps", []), state.get("pending") or {}]:
-            for judgment in source.get("judgments", []):
-                if judgment["relevant"] and judgment["theorem_id"] not in relevant:
-                    relevant.append(judgment["theorem_id"])
-        if retriever is None:
-            return []
-        return [prompts.quote_theorem(t.id, t.title, t.text)
-                for t in map(retriever.theorem, relevant[-config.max_context_theorems:])]
+    # -- reason: the model writes until the graph has something to do -------------------------
+    def cut_point(state: AgentState):
+        """Where to stop the stream: after a request line, or after the paragraph that makes a
+        scheduled retrieval due."""
+        written = len(state.get("steps", []))
+        due_in = config.max_steps - written  # the step cap: a safety net, but a real bound
+        if retriever is not None and config.retrieve_every and can_retrieve(state):
+            since = written - state.get("last_retrieval_step", 0)
+            due_in = min(due_in, max(1, config.retrieve_every - since))
+
+        def cut(text: str) -> int | None:
+            request = find_request(text, requests) if requests else None
+            if request is not None:
+                return request.end
+            for paragraph_break in _BREAK.finditer(text):
+                if len(paragraphs(text[:paragraph_break.start()])) >= due_in:
+                    return paragraph_break.end()
+            return None
+
+        return cut
 
     def reason(state: AgentState) -> dict[str, Any]:
-        pending = state.get("pending") or {"queries": [], "hits": [], "judgments": [], "events": [],
-                                           "elapsed_s": 0.0, "tokens": 0}
-        problem, steps = state["problem"]["text"], _thoughts(state)
+        pending = state.get("pending") or _empty_pending()
         started = time.perf_counter()
-        user = prompts.reason_prompt(problem, steps, _notes(state), context_theorems(state))
+        solution = state.get("solution", "")
+        budget = max(1, config.solution_tokens - state.get("solution_tokens", 0))
         events = list(pending["events"])
+        user = prompts.solve_prompt(state["problem"]["text"], state.get("references", []))
         try:
-            reply, tokens, _ = _chat(llm, prompts.REASON_SYSTEM, user, max_tokens=config.step_tokens,
-                                     stop=["\nStep", "\nProblem:", "\nQuery:"])
-            parsed = parse_reason(reply)
-            events += parsed.events
+            written = write(llm, system, user, solution, max_tokens=budget, cut=cut_point(state))
+            text, usage, ended = clean(written.text), written.usage, written.ended
         except LLMFailure as err:
             events.append(f"reasoning failed: {err}")
-            parsed, tokens = ReasonReply(""), 0
-        total_tokens = state.get("tokens", 0) + tokens
-        if not parsed.step and parsed.answer is None:
+            text, usage, ended = "", Usage(), False
+        pending = _charge({**pending, "events": events}, usage, time.perf_counter() - started)
+        totals = {"tokens": state.get("tokens", 0) + usage.total,
+                  "solution_tokens": state.get("solution_tokens", 0) + usage.completion}
+        request = find_request(text, requests) if requests else None
+        if request is not None and request.kind == "search" and not can_retrieve(state):
+            text += "Search result: no more searches in this run; go on without it.\n\n"
+            request = None
+        new = paragraphs(text)
+        if not new:
+            if ended and state.get("steps"):  # the model ended its solution
+                return {**totals, "done_writing": True, "pending": None}
             reasks = state.get("reasks", 0) + 1
             if reasks > config.reasks:
-                return {"status": "error", "stop_reason": "no usable reply after re-asking",
-                        "pending": {**pending, "events": events}, "tokens": total_tokens}
-            return {"reasks": reasks, "tokens": total_tokens,
-                    "pending": {**pending, "events": [*events, "re-asking"]}}
-        step = Step(
-            index=len(steps) + 1, thought=parsed.step,
-            queries=[Query.from_dict(q) for q in pending["queries"]],
-            hits=[Hit.from_dict(h) for h in pending["hits"]],
-            judgments=[Judgment.from_dict(j) for j in pending["judgments"]],
-            events=events, elapsed_s=round(pending["elapsed_s"] + time.perf_counter() - started, 3),
-            completion_tokens=pending["tokens"] + tokens,
-        )
-        return {"steps": [*state.get("steps", []), step.to_dict()], "pending": None,
-                "compute_request": parsed.compute, "final_answer": parsed.answer,
-                "search_request": parsed.search,
-                "tokens": total_tokens, "reasks": 0}
+                return {**totals, "status": "error", "stop_reason": "no usable reply after re-asking",
+                        "pending": {**pending, "events": [*events, "no usable reply"]}}
+            return {**totals, "reasks": reasks, "pending": {**pending, "events": [*events, "re-asking"]}}
+        first = len(state.get("steps", [])) + 1
+        steps = [Step(index=first + i, thought=paragraph).to_dict() for i, paragraph in enumerate(new)]
+        steps[0].update({key: pending[key] for key in (
+            "queries", "hits", "judgments", "events", "prompt_tokens", "completion_tokens", "cached_tokens")})
+        steps[0]["elapsed_s"] = round(pending["elapsed_s"], 3)
+        separator = "" if not solution or solution.endswith("\n") else "\n\n"
+        tail = "\n" if request else "" if ended else "\n\n"  # after a cut paragraph: the model's own break
+        return {**totals, "steps": [*state.get("steps", []), *steps], "pending": None, "reasks": 0,
+                "solution": solution + separator + text.rstrip() + tail,
+                "request": request._asdict() if request else None, "done_writing": ended}
 
     def run_compute(state: AgentState) -> dict[str, Any]:
+        request = state["request"]
+        call = compute(request["argument"], limits=config.compute_limits)
         steps = list(state["steps"])
-        last = dict(steps[-1])
-        call = compute(state["compute_request"], limits=config.compute_limits)
-        last["tool_calls"] = [*last["tool_calls"], call.to_dict()]
-        steps[-1] = last
-        return {"steps": steps, "compute_request": None}
+        steps[-1] = {**steps[-1], "tool_calls": [*steps[-1]["tool_calls"], call.to_dict()]}
+        result = call.output if call.status == "ok" else f"{call.status}: {call.output}"
+        return {"steps": steps, "request": None, "solution": state["solution"] + f"Result: {result}\n\n"}
 
     def finish(state: AgentState) -> dict[str, Any]:
-        answer = state.get("final_answer")
+        answer = last_boxed(state.get("solution", ""))
         gold = state["problem"].get("answer")
         verified = verify_answer(answer, str(gold), answer_type=state["problem"].get("answer_type"),
                                  limits=config.compute_limits) if answer and gold is not None else None
         if state.get("status") == "error":
-            status = "error"
-        elif answer is not None:
-            status = "done"
+            status, reason_ = "error", state.get("stop_reason") or "error"
+        elif state.get("done_writing"):
+            status, reason_ = "done", "answered" if answer is not None else "ended without a boxed answer"
         else:
-            status = "budget_exhausted"
-        return {"status": status, "verified": verified,
-                "stop_reason": state.get("stop_reason") or ("answered" if answer else over_budget(state))}
+            status, reason_ = "budget_exhausted", over_budget(state) or "budget"
+        return {"status": status, "verified": verified, "final_answer": answer, "stop_reason": reason_}
 
     # -- routing ---------------------------------------------------------------------------
-    def next_step(state: AgentState) -> Literal["retrieve", "reason", "finish"]:
-        if state.get("final_answer") is not None or state.get("status") == "error":
-            return "finish"
-        if over_budget(state):
-            return "finish"
-        if wants_retrieval(state):
-            if state.get("retrievals", 0) >= config.max_retrievals:
-                return "finish"
-            return "retrieve"
-        return "reason"
+    def first_move(state: AgentState) -> Literal["retrieve", "reason"]:
+        wanted = config.retrieve_before and (retriever is not None or examples is not None)
+        return "retrieve" if wanted and can_retrieve(state) else "reason"
 
     def after_retrieve(state: AgentState) -> Literal["judge", "reason"]:
-        return "judge" if config.judge and state["pending"]["hits"] else "reason"
+        return "judge" if state["pending"]["hits"] or state.get("steps") else "reason"
 
     def after_reason(state: AgentState) -> Literal["compute", "retrieve", "reason", "finish"]:
-        if state.get("status") != "error" and state.get("compute_request"):
+        if state.get("status") == "error" or state.get("done_writing"):
+            return "finish"
+        request = state.get("request") or {}
+        if request.get("kind") == "compute":
             return "compute"
-        if state.get("pending") is not None and state.get("reasks", 0) > 0:
-            return "reason" if state.get("status") != "error" else "finish"
-        return next_step(state)
+        if over_budget(state):
+            return "finish"
+        if request.get("kind") == "search" or scheduled(state):
+            return "retrieve" if can_retrieve(state) else "reason"
+        return "reason"
+
+    def scheduled(state: AgentState) -> bool:
+        if retriever is None or not config.retrieve_every:
+            return False
+        return len(state.get("steps", [])) - state.get("last_retrieval_step", 0) >= config.retrieve_every
 
     def start(state: AgentState) -> dict[str, Any]:
         return {"started": state.get("started") or time.time(), "steps": state.get("steps", []),
-                "tokens": state.get("tokens", 0), "retrievals": state.get("retrievals", 0),
-                "status": "running"}
+                "solution": state.get("solution", ""), "references": state.get("references", []),
+                "tokens": state.get("tokens", 0), "solution_tokens": state.get("solution_tokens", 0),
+                "retrievals": state.get("retrievals", 0), "status": "running"}
 
     graph = StateGraph(AgentState)
-    graph.add_node("start", start)
-    graph.add_node("retrieve", retrieve)
-    graph.add_node("judge", judge)
-    graph.add_node("reason", reason)
-    graph.add_node("compute", run_compute)
-    graph.add_node("finish", finish)
+    for name, node in (("start", start), ("retrieve", retrieve), ("judge", judge), ("reason", reason),
+                       ("compute", run_compute), ("finish", finish)):
+        graph.add_node(name, node)
     graph.add_edge(START, "start")
-    graph.add_conditional_edges("start", next_step)
+    graph.add_conditional_edges("start", first_move)
     graph.add_conditional_edges("retrieve", after_retrieve)
     graph.add_edge("judge", "reason")
     graph.add_conditional_edges("reason", after_reason)
-    graph.add_conditional_edges("compute", next_step)
+    graph.add_edge("compute", "reason")
     graph.add_edge("finish", END)
     return graph.compile(checkpointer=checkpointer, name="rader")

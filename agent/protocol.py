@@ -1,20 +1,22 @@
-"""Tolerant parsing of what the model writes: a missing or malformed tag is an event, not a crash.
+"""Tolerant reading of what the model writes: its solution cut into steps, the requests it
+makes, its answer; a missing or malformed piece is an event, not a crash.
 
 Example:
-    >>> reply = parse_reason("Step: 2+3 is 5.\\nAnswer: \\\\boxed{5}")
-    >>> reply.step, reply.answer, reply.events
-    ('2+3 is 5.', '5', [])
+    >>> paragraphs("We factor.\\n\\nThe roots are 2 and 3, so the sum is $\\\\boxed{5}$.")
+    ['We factor.', 'The roots are 2 and 3, so the sum is $\\\\boxed{5}$.']
+    >>> find_request("First we need a formula.\\nSearch: law of cosines\\n")
+    Request(kind='search', argument='law of cosines', end=48)
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
-_STEP = re.compile(r"^\s*(?:\*\*)?step(?:\s*\d+)?(?:\*\*)?\s*[:.]\s*(.*)", re.I | re.M)
-_COMPUTE = re.compile(r"^\s*(?:\*\*)?compute(?:\*\*)?\s*:\s*(.+)$", re.I | re.M)
-_SEARCH = re.compile(r"^\s*(?:\*\*)?search(?:\*\*)?\s*:\s*(.+)$", re.I | re.M)
+_REQUEST = re.compile(r"^[ \t]*(?:\*\*)?(search|compute)(?:\*\*)?[ \t]*:[ \t]*(.+?)[ \t]*\n", re.I | re.M)
 _QUERY = re.compile(r"^\s*(?:\*\*)?query(?:\*\*)?\s*:\s*(.+)$", re.I | re.M)
+_PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _VERDICT = re.compile(r"relevant\s*[:=]?\s*\**\s*(yes|no)\b", re.I)
 _REASON = re.compile(r"^\s*reason\s*:\s*(.+)$", re.I | re.M)
 
@@ -34,38 +36,31 @@ def last_boxed(text: str) -> str | None:
     return None
 
 
-@dataclass(slots=True)
-class ReasonReply:
-    step: str
-    compute: str | None = None
-    answer: str | None = None
-    search: str | None = None  # a theorem the model asks to look up (schedule "model")
-    events: list[str] = field(default_factory=list)
+class Request(NamedTuple):
+    """A tool request the model wrote on a line of its own: ``Search: ...`` or ``Compute: ...``."""
+
+    kind: str  # "search" or "compute"
+    argument: str
+    end: int  # where the request line ends in the text (after its newline)
 
 
-def parse_reason(text: str) -> ReasonReply:
-    text = "".join(ch for ch in text if ch.isprintable() or ch in "\n\t").strip()
-    events: list[str] = []
-    if not any(ch.isalnum() for ch in text):
-        return ReasonReply("", events=["empty or unreadable reply"])
-    answer = last_boxed(text)
-    if "\\boxed" in text and answer is None:
-        events.append("malformed \\boxed{}: unbalanced braces")
-    compute_match = _COMPUTE.search(text)
-    search_match = _SEARCH.search(text)
-    step_match = _STEP.search(text)
-    if step_match:
-        step = step_match.group(1).strip()
-        rest = text[step_match.end():]
-        # a step may run over lines until the next tag
-        more = re.split(r"^\s*(?:compute|answer|step|search)\b", rest, maxsplit=1, flags=re.I | re.M)[0]
-        step = (step + " " + " ".join(more.split())).strip()
-    else:
-        events.append("missing 'Step:' tag: the whole reply is taken as the step")
-        step = re.sub(r"^\s*(compute|answer|search)\s*:.*$", "", text, flags=re.I | re.M).strip() or text
-    return ReasonReply(step=step, compute=compute_match.group(1).strip() if compute_match else None,
-                       answer=answer, search=search_match.group(1).strip() if search_match else None,
-                       events=events)
+def find_request(text: str, kinds: tuple[str, ...] = ("search", "compute")) -> Request | None:
+    """The first whole request line of one of ``kinds`` in ``text``, or None."""
+    for match in _REQUEST.finditer(text):
+        kind = match.group(1).lower()
+        if kind in kinds:
+            return Request(kind, match.group(2).strip().strip("`").strip(), match.end())
+    return None
+
+
+def clean(text: str) -> str:
+    """Model text without control characters (a garbage reply must not reach prompts or files)."""
+    return _CONTROL.sub("", text)
+
+
+def paragraphs(text: str) -> list[str]:
+    """The paragraphs of a solution text (blank-line separated), empty ones dropped."""
+    return [part.strip() for part in _PARAGRAPH_BREAK.split(text) if part.strip()]
 
 
 _WORD = re.compile(r"\\[A-Za-z]+|[A-Za-z]{3,}")

@@ -94,8 +94,9 @@ class Step:
     tool_calls: list[ToolCall] = field(default_factory=list)
     events: list[str] = field(default_factory=list)
     elapsed_s: float = 0.0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
+    prompt_tokens: int = 0  # prompt tokens of the calls made for this step (retrieval, judge, writing)
+    completion_tokens: int = 0  # tokens those calls generated
+    cached_tokens: int = 0  # prompt tokens the server took from its cache instead of processing
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -104,7 +105,7 @@ class Step:
             "judgments": [j.to_dict() for j in self.judgments],
             "tool_calls": [c.to_dict() for c in self.tool_calls], "events": list(self.events),
             "elapsed_s": self.elapsed_s, "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
+            "completion_tokens": self.completion_tokens, "cached_tokens": self.cached_tokens,
         }
 
     @classmethod
@@ -118,6 +119,7 @@ class Step:
             events=list(data.get("events", [])), elapsed_s=float(data.get("elapsed_s", 0.0)),
             prompt_tokens=int(data.get("prompt_tokens", 0)),
             completion_tokens=int(data.get("completion_tokens", 0)),
+            cached_tokens=int(data.get("cached_tokens", 0)),
         )
 
 

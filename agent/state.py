@@ -1,47 +1,62 @@
-"""The graph state: plain JSON-able values, so any LangGraph checkpointer can store it."""
+"""The graph state and the agent's settings: plain JSON-able values, so any LangGraph
+checkpointer can store the state."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypedDict
+from typing import Any, TypedDict
 
 from rader.agent.sandbox import ComputeLimits
 
-RetrievalSchedule = Literal["every_step", "first_k", "model", "never"]
-
 
 class AgentState(TypedDict, total=False):
-    problem: dict[str, Any]  # a Problem as a dict; the only required input
-    steps: list[dict[str, Any]]  # finished Steps as dicts
-    pending: dict[str, Any]  # queries, hits and judgments gathered for the next step
-    compute_request: str | None
-    search_request: str | None  # a query the model asked for (schedule "model")
+    problem: dict[str, Any]  # a Problem as a dict; the only required input (+ "exclude_ids": [...])
+    steps: list[dict[str, Any]]  # finished Steps as dicts: the paragraphs of the solution so far
+    solution: str  # the solution text as the model reads it (paragraphs, search results, results)
+    references: list[str]  # quoted examples and theorems in the prompt before the solution
+    pending: dict[str, Any] | None  # queries, hits, judgments and events gathered for the next step
+    request: dict[str, str] | None  # what the model asked for at the end of its text: search or compute
     final_answer: str | None
     verified: bool | None
     status: str
     stop_reason: str
     started: float
-    tokens: int
+    tokens: int  # prompt + completion tokens of every call
+    solution_tokens: int  # completion tokens of the solution itself (the bare model's budget)
     retrievals: int
+    last_retrieval_step: int  # steps written when the last retrieval ran (for retrieve_every)
     reasks: int
+    done_writing: bool  # the model ended its solution (end of text)
 
 
 @dataclass(frozen=True, kw_only=True)
 class AgentConfig:
-    """How the agent runs; every field has a safe default."""
+    """How the agent runs; every field has a safe default.
 
-    max_steps: int = 8  # reasoning steps before the run ends as budget_exhausted
-    max_retrievals: int = 8  # retrievals before the run ends as budget_exhausted
-    max_tokens: int = 20000  # prompt + completion tokens over the whole run (judging costs ~1.5k a step)
+    The model writes its solution in its own words, in as few calls as the graph's actions
+    allow; steps are the paragraphs cut out of it. Retrieval happens before the solution
+    starts (the problem's worked examples and theorems), when the model writes a
+    ``Search:`` line (``retrieve_on_request``) and every ``retrieve_every`` paragraphs.
+    """
+
+    solution_tokens: int = 1024  # completion tokens of the solution: the bare model's own budget
+    max_tokens: int = 40000  # prompt + completion tokens over the whole run (judging included)
     max_seconds: float = 600.0  # wall time of the whole run
-    retrieval: RetrievalSchedule = "every_step"  # when the graph retrieves before a step
-    first_k: int = 2  # with retrieval="first_k": retrieve before the first k steps
+    max_steps: int = 64  # paragraphs: a safety net far above what solutions need
+    max_retrievals: int = 4  # retrievals in a run (the one before the solution included)
+    retrieve_before: bool = True  # retrieve for the problem before the solution starts
+    retrieve_on_request: bool = False  # tell the model it may write "Search: ..." and act on it
+    retrieve_every: int = 0  # also retrieve after every N paragraphs (0: never)
+    write_query: bool = True  # before theorem retrieval the model names the theorem it needs (llm_query)
     k: int = 3  # theorems retrieved (and judged) per retrieval
-    judge: bool = True  # run the self-reflective relevance check
-    judge_threshold: float = 0.75  # P(yes) that makes any theorem relevant (calibrated, RESULTS.md)
-    judge_top_threshold: float = 0.05  # P(yes) that makes a step's best-scored theorem relevant
-    judge_chars: int = 0  # statement characters shown to the judge beside the title
-    max_context_theorems: int = 4  # relevant theorems shown to the reasoning step
-    step_tokens: int = 256  # max tokens of one reasoning step
-    reasks: int = 2  # re-asks after an empty or unusable reply before the run errors
+    examples_k: int = 3  # worked examples retrieved (and judged) for the problem
+    max_examples: int = 2  # worked examples shown to the model
+    judge: bool = True  # run the self-reflective relevance check; without it every hit enters
+    judge_threshold: float = 0.75  # P(yes) that makes any hit relevant (calibrated, RESULTS.md)
+    judge_top_threshold: float = 0.05  # P(yes) that makes a retrieval's best-scored hit relevant
+    judge_chars: int = 0  # statement characters shown to the judge beside a theorem's title
+    theorem_chars: int = 300  # statement characters of a relevant theorem shown to the model
+    example_chars: int = 1500  # worked-solution characters of a relevant example shown
+    compute: bool = False  # tell the model it may write "Compute: <expression>" lines (sympy)
+    reasks: int = 2  # re-asks after an empty or failed reply before the run errors
     compute_limits: ComputeLimits = field(default_factory=ComputeLimits)

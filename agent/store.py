@@ -83,6 +83,8 @@ class TrajectoryStore:
         except OSError as err:
             raise RaderError(f"cannot open the trajectory store {self.path}: {err}") from None
         except sqlite3.DatabaseError as err:
+            if "not a database" in str(err):
+                raise RaderError(f"{self.path} is not a rader trajectory store ({err})") from None
             raise RaderError(_store_error(self.path, "open", err)) from None
         if readonly:
             self._check_version(self.schema_version())
@@ -276,8 +278,13 @@ class TrajectoryStore:
     # -- human judgments -------------------------------------------------------------------
     def add_human_judgment(self, trajectory_id: str, step_index: int, judgment: Judgment) -> None:
         trajectory = self.get(trajectory_id)
-        if not any(s.index == step_index for s in trajectory.steps):
+        step = next((s for s in trajectory.steps if s.index == step_index), None)
+        if step is None:
             raise RaderError(f"trajectory {trajectory_id} has no step {step_index}")
+        if not any(hit.theorem_id == judgment.theorem_id for hit in step.hits):
+            # a judgment feeds training data: only on what the student was shown at that step
+            raise RaderError(f"theorem {judgment.theorem_id!r} was not retrieved at step {step_index} "
+                             f"of trajectory {trajectory_id}")
         with self._lock:
             self._db.execute(
                 "INSERT OR REPLACE INTO human_judgments VALUES (?, ?, ?, ?, ?, ?)",

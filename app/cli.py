@@ -109,18 +109,25 @@ def corpus_add(
     name: Annotated[str, typer.Option(help="name to register it under")],
     skip_bad_lines: Annotated[bool, typer.Option(
         help="skip malformed lines and report them (default: stop at the first)")] = False,
+    kind: Annotated[str, typer.Option(
+        help="theorems (id, title, text) or examples: solved problems (id, text, solution) shown "
+        "to the agent as worked examples")] = "theorems",
 ) -> None:
     """Validate a corpus file and store it under a name."""
     from rader.retriever import CorpusStore
 
     settings = _settings(ctx)
-    report = CorpusStore(settings.home).add(file, name, errors="skip" if skip_bad_lines else "raise")
+    report = CorpusStore(settings.home).add(file, name, errors="skip" if skip_bad_lines else "raise",
+                                            kind=kind)
     console.print(plain("added corpus ").append(name, style="bold").append(f": {report.summary()}"))
     for rejected in report.rejected[:20]:
         console.print(f"  line {rejected.line}: {rejected.reason}")
     if len(report.rejected) > 20:
         console.print(f"  ... and {len(report.rejected) - 20} more")
-    console.print(f"use it with `--corpus {name}` or RADER_CORPORA='[\"builtin\",\"{name}\"]'")
+    if kind == "examples":
+        console.print(f"use it with RADER_EXAMPLE_CORPORA='[\"math-train\",\"{name}\"]'")
+    else:
+        console.print(f"use it with `--corpus {name}` or RADER_CORPORA='[\"builtin\",\"{name}\"]'")
 
 
 @corpus_app.command("list")
@@ -130,11 +137,11 @@ def corpus_list(ctx: typer.Context) -> None:
 
     settings = _settings(ctx)
     table = Table(title=f"corpora in {settings.home}")
-    for column in ("name", "entries", "hash", "source", "in use"):
+    for column in ("name", "kind", "entries", "hash", "source", "in use"):
         table.add_column(column)
     for info in CorpusStore(settings.home).list():
-        in_use = "yes" if info.name in settings.corpora else ""
-        table.add_row(info.name, str(info.size), info.content_hash[:12], info.source, in_use)
+        in_use = "yes" if info.name in (*settings.corpora, *settings.example_corpora) else ""
+        table.add_row(info.name, info.kind, str(info.size), info.content_hash[:12], info.source, in_use)
     console.print(table)
 
 
@@ -277,13 +284,32 @@ register_ui_command(app, _settings)
 register_serve_command(app, _settings)
 
 
+def _readable(argv: list[str]) -> list[str]:
+    """Arguments with bytes that were not UTF-8 (Python keeps them as lone surrogates, which
+    no tokenizer, encoder or database takes) replaced by U+FFFD, with a warning."""
+    fixed = [arg.encode("utf-8", "surrogateescape").decode("utf-8", "replace") for arg in argv]
+    for number, (arg, clean) in enumerate(zip(argv, fixed, strict=True), start=1):
+        if arg != clean:
+            err_console.print(plain(f"warning: argument {number} is not valid UTF-8; "
+                                    f"its bad bytes became U+FFFD: {clean[:80]}", style="yellow"))
+    return fixed
+
+
+def _fail(message: object) -> None:
+    err_console.print(plain("error: ", style="bold red").append(plain(message)), soft_wrap=True)
+    sys.exit(2)
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Run the CLI; a `RaderError` becomes one line on stderr and exit status 2."""
+    """Run the CLI; a `RaderError` (or a file the system refuses) becomes one line on stderr and
+    exit status 2."""
     try:
-        app(args=argv, prog_name="rader")
+        app(args=_readable(sys.argv[1:] if argv is None else argv), prog_name="rader")
     except RaderError as err:
-        err_console.print(plain("error: ", style="bold red").append(plain(err)), soft_wrap=True)
-        sys.exit(2)
+        _fail(err)
+    except OSError as err:  # a folder that is a file, no permission, no room: not a bug of rader's
+        where = f" ({err.filename})" if err.filename else ""
+        _fail(f"{err.strerror or err}{where}: check --home / RADER_HOME, permissions and free space")
     except KeyboardInterrupt:
         err_console.print("interrupted")
         sys.exit(130)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Annotated
@@ -10,7 +11,9 @@ import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 from rich.table import Table
 
+from rader.app.cli_options import HeldOutByOpt, HeldOutFractionOpt, held_out_from
 from rader.app.terminal import console
+from rader.app.wiring import agent_name
 from rader.retriever import RaderError, register_encoder, registered_encoders
 
 models_app = typer.Typer(help="The LLM catalog (list, fetch) and trained encoders (register).",
@@ -37,10 +40,14 @@ def register(app: typer.Typer, settings_for) -> None:
         ctx: typer.Context,
         problem: Annotated[str, typer.Argument(help="the math problem, in words and LaTeX")],
         retriever: Annotated[str | None, typer.Option(
-            "--retriever", "-r", help="none, bm25, dense or hybrid (default: settings)")] = None,
+            "--retriever", "-r", help="theorems: none, bm25, dense or hybrid (default: settings)")] = None,
+        examples: Annotated[str | None, typer.Option(
+            "--examples", "-e", help="worked examples of similar solved problems: none, bm25, dense or "
+            "hybrid (default: settings agent.examples)")] = None,
         model: Annotated[str | None, typer.Option(help="catalog name or .gguf path")] = None,
         answer: Annotated[str | None, typer.Option(help="gold answer, to verify against")] = None,
-        max_steps: Annotated[int | None, typer.Option(help="step budget")] = None,
+        max_steps: Annotated[int | None, typer.Option(help="step (paragraph) cap: a safety net")] = None,
+        solution_tokens: Annotated[int | None, typer.Option(help="token budget of the solution")] = None,
         as_json: Annotated[bool, typer.Option("--json", help="print the trajectory as JSON")] = False,
     ) -> None:
         """Solve a problem step by step, showing each retrieval, verdict and step live."""
@@ -52,11 +59,12 @@ def register(app: typer.Typer, settings_for) -> None:
         if not problem.strip():
             raise RaderError("the problem is empty")
         settings = settings_for(ctx, llm={"model": model} if model else None,
-                                agent={"max_steps": max_steps} if max_steps else None)
+                                agent={key: value for key, value in (("max_steps", max_steps),
+                                       ("solution_tokens", solution_tokens)) if value is not None} or None)
         progress, on_bytes = _download_progress()
         with progress:
-            parts = agent_from_settings(settings, retriever=retriever, progress=on_bytes)
-        renderer = None if as_json else RunRenderer(console, _title_lookup(parts.retriever))
+            parts = agent_from_settings(settings, retriever=retriever, examples=examples, progress=on_bytes)
+        renderer = None if as_json else RunRenderer(console, _title_lookup(parts))
         try:
             trajectory = run_problem(
                 parts.graph, Problem(id="cli", text=problem, answer=answer, source="cli"),
@@ -232,39 +240,59 @@ def register(app: typer.Typer, settings_for) -> None:
         shuffle_seed: Annotated[int | None, typer.Option(help="draw the N problems at random with this seed")]
         = None,
         levels: Annotated[str | None, typer.Option(help="only these difficulty levels, e.g. 1,2,3")] = None,
-        retriever: Annotated[str, typer.Option(help="retriever to compare against no retrieval")] = "hybrid",
+        held_out_by: HeldOutByOpt = None,
+        held_out_fraction: HeldOutFractionOpt = 0.5,
+        modes: Annotated[str, typer.Option(
+            help="comma-separated rows: bare (one plain call), none (the agent, no retrieval), theorems, "
+            "examples (worked examples), both, gold (the labelled theorem given; needs --qrels)")]
+        = "bare,none,theorems,examples,both",
+        retriever: Annotated[str, typer.Option(help="theorem retriever: bm25, dense or hybrid")] = "hybrid",
+        examples_retriever: Annotated[str, typer.Option(help="worked-example retriever")] = "hybrid",
+        qrels: Annotated[Path | None, typer.Option(help="problem -> theorem labels, for mode gold")] = None,
         model: Annotated[str | None, typer.Option(help="catalog name or .gguf path")] = None,
-        concurrency: Annotated[int, typer.Option(min=1, help="problems run at once (llama.cpp slots)")] = 1,
-        out: Annotated[Path | None, typer.Option(help="write the results as JSON")] = None,
+        concurrency: Annotated[int, typer.Option(min=1, help="runs at once (llama.cpp slots)")] = 1,
+        out: Annotated[Path | None, typer.Option(help="write the results as JSON (after every run)")] = None,
     ) -> None:
-        """Accuracy (math-verify), steps, retrievals, relevance rate, time and tokens: with vs without."""
-        from rader.agent.bench import bench_agent, load_problems
-        from rader.app.wiring import agent_from_settings, store_from_settings
+        """Accuracy beside the bare model (exact McNemar p), out-of-budget share, time and tokens per mode.
 
+        Every mode runs on the same problems, problem by problem. The benchmark's problems (and, with
+        --held-out-by, the whole held-out slice) are never shown as worked examples.
+        """
+        from rader.agent.bench import AGENT_MODES, bench_agent, load_problems, summarize_modes
+        from rader.app.wiring import AGENT_RETRIEVERS
+
+        chosen = [m.strip() for m in modes.split(",") if m.strip()]
+        unknown = [m for m in chosen if m not in AGENT_MODES]
+        if unknown or not chosen:
+            raise RaderError(f"unknown modes {unknown}; choose from {', '.join(AGENT_MODES)}")
+        for kind in (retriever, examples_retriever):
+            if kind not in AGENT_RETRIEVERS[1:]:
+                raise RaderError(f"unknown retriever {kind!r}; choose bm25, dense or hybrid")
+        if "gold" in chosen and qrels is None:
+            raise RaderError("mode gold needs --qrels (problem -> theorem labels)")
         settings = settings_for(ctx, llm={"parallel": concurrency, **({"model": model} if model else {})})
-        items = load_problems(problems, limit, shuffle_seed=shuffle_seed, levels=parse_levels(levels))
+        held_out = held_out_from(held_out_by, held_out_fraction)
+        items = load_problems(problems, limit, shuffle_seed=shuffle_seed, levels=parse_levels(levels),
+                              where=held_out.holds if held_out else None)
+        excluded = {p.id for p in load_problems(problems, None, where=held_out.holds)} if held_out else set()
+        excluded |= {p.id for p in items}
+        from rader.app.wiring import store_from_settings
+
         store = store_from_settings(settings)
-        results = []
-        for kind in dict.fromkeys([retriever, "none"]):
-            progress, on_bytes = _download_progress()
-            with progress:
-                parts = agent_from_settings(settings, retriever=kind, progress=on_bytes)
-            with Progress(console=console) as bar:
-                task = bar.add_task(f"retriever {kind}", total=len(items))
-                results.append(bench_agent(parts.graph, items, store=store, model=parts.model, retriever=kind,
-                                           concurrency=concurrency,
-                                           progress=lambda n, t=task: bar.update(t, completed=n)))
-            if out:  # after each retriever: a long run stopped later keeps what it measured
-                out.write_text(json.dumps(results, indent=2))
-        table = Table(title=f"agent on {len(items)} problems of {problems.name}, model {settings.llm.model}")
-        columns = ("retriever", "accuracy", "mean_steps", "mean_retrievals", "judged_relevant_rate",
-                   "seconds_per_problem", "tokens_per_problem", "outside_llm_share")
-        for column in columns:
-            table.add_column(column)
-        for result in results:
-            table.add_row(*(f"{result[c]:.3f}" if isinstance(result[c], float) else str(result[c])
-                            for c in columns))
-        console.print(table)
+        graphs = _bench_modes(settings, chosen, retriever, examples_retriever, excluded, items, qrels)
+
+        def save(found: list[dict]) -> None:  # after every run: a long benchmark cut short keeps it all
+            if out:
+                out.write_text(json.dumps({"modes": summarize_modes(found, chosen), "rows": found}, indent=1))
+
+        with Progress(console=console) as bar:
+            runs = len(chosen) * len(items)
+            task = bar.add_task(f"{len(chosen)} modes x {len(items)} problems", total=runs)
+            result = bench_agent(graphs, items, store=store, model=settings.llm.model,
+                                 concurrency=concurrency, on_rows=save,
+                                 progress=lambda n: bar.update(task, completed=n))
+        _print_modes(result["modes"], f"agent on {len(items)} problems of {problems.name}, "
+                     f"model {settings.llm.model}")
 
 
 def parse_levels(levels: str | None) -> set[int] | None:
@@ -276,9 +304,71 @@ def parse_levels(levels: str | None) -> set[int] | None:
         raise typer.BadParameter(f"levels must be comma-separated integers, got {levels!r}") from None
 
 
-def _title_lookup(engine):
-    """theorem id -> title for rendering (ids as they are when there is no retriever)."""
-    if engine is None:
-        return lambda theorem_id: theorem_id
-    corpus = engine.corpus
-    return lambda theorem_id: corpus.get(theorem_id).title if theorem_id in corpus else theorem_id
+def _bench_modes(settings, chosen: list[str], retriever: str, examples: str, excluded: set[str],
+                 items, qrels: Path | None):
+    """The graph of each benchmark mode, all on one loaded model and shared indexes."""
+    from rader.agent.bare import build_bare_graph
+    from rader.agent.bench import BenchMode, GoldTheorems
+    from rader.agent.graph import build_graph
+    from rader.app.wiring import (
+        agent_from_settings,
+        corpus_from_settings,
+        examples_from_settings,
+        retriever_from_settings,
+    )
+    from rader.retriever import load_qrels
+
+    base = agent_from_settings(settings, retriever="none", examples="none")
+    config = settings.agent.config()
+    wanted = set(chosen)
+    theorems = retriever_from_settings(settings, kind=retriever) if wanted & {"theorems", "both"} else None
+    solved = examples_from_settings(settings, examples, excluded) if wanted & {"examples", "both"} else None
+    modes = []
+    for mode in chosen:
+        if mode == "bare":
+            graph, name = build_bare_graph(base.llm, config), "bare"
+        elif mode == "gold":
+            labels = load_qrels(qrels)
+            gold = {p.text: next(iter(labels[p.id])) for p in items if labels.get(p.id)}
+            given = GoldTheorems(corpus_from_settings(settings), gold)
+            graph = build_graph(base.llm, given, dataclasses.replace(config, judge=False, write_query=False))
+            name = "gold"
+        else:
+            with_theorems = theorems if mode in ("theorems", "both") else None
+            with_examples = solved if mode in ("examples", "both") else None
+            graph = build_graph(base.llm, with_theorems, config, examples=with_examples)
+            name = agent_name(retriever if with_theorems else "none", examples if with_examples else "none")
+        modes.append(BenchMode(mode, graph, name))
+    return modes
+
+
+def _print_modes(summaries: list[dict], title: str) -> None:
+    table = Table(title=title)
+    columns = ("mode", "accuracy", "vs bare (lost/won, p)", "answered", "out_of_budget", "mean_steps",
+               "seconds_per_problem", "time vs bare", "tokens_per_problem", "reprocessed_tokens_per_problem",
+               "outside_llm_share")
+    for column in columns:
+        table.add_column(column)
+    for summary in summaries:
+        versus = summary["vs_bare"] or {}
+        lost_won = f"{versus['lost']}/{versus['won']}, p={versus['p']:.3f}" if versus else ""
+        cells = {"vs bare (lost/won, p)": lost_won,
+                 "time vs bare": f"{versus['time_ratio']:.2f}x" if versus.get("time_ratio") else "",
+                 "accuracy": f"{summary['accuracy']:.3f} ({summary['correct']}/{summary['problems']})"}
+        table.add_row(*(cells.get(c) or (f"{summary[c]:.3f}" if isinstance(summary.get(c), float)
+                                         else str(summary.get(c, ""))) for c in columns))
+    console.print(table)
+
+
+def _title_lookup(parts):
+    """theorem or example id -> what to call it when rendering (the id when it is unknown)."""
+    corpora = [engine.corpus for engine in (parts.retriever, parts.examples) if engine is not None]
+
+    def title(item_id: str) -> str:
+        for corpus in corpora:
+            if item_id in corpus:
+                item = corpus.get(item_id)
+                return item.title or "example: " + " ".join(item.text.split())[:80]
+        return item_id
+
+    return title

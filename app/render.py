@@ -1,5 +1,5 @@
-"""Rich rendering of an agent run as it streams: one block per node update, and the step
-being written shown token by token until its block replaces it."""
+"""Rich rendering of an agent run as it streams: one block per node update, and the solution
+being written shown token by token until its steps replace it."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from rich.text import Text
 from rader.agent.records import Trajectory
 from rader.app.terminal import plain, visible
 
+DRAFT_LINES = 12  # lines of the solution being written shown live
+
 
 class RunRenderer:
     """Prints each step's queries, theorems with verdicts, reasoning and sympy checks."""
@@ -21,18 +23,20 @@ class RunRenderer:
         self.console = console
         self.title = theorem_title
         self._live: Live | None = None
-        self._draft = Text()
+        self._draft = ""
+        self._printed = 0  # steps already printed
 
     def on_token(self, node: str, text: str) -> None:
-        """Show the reasoning step as the model writes it (erased when its block is printed)."""
+        """Show the solution as the model writes it (its last lines; erased when its steps print)."""
         if node != "reason":
             return
         if self._live is None:
-            self._draft = Text()
+            self._draft = ""
             self._live = Live(console=self.console, transient=True, auto_refresh=False)
             self._live.start()
-        self._draft.append(visible(text))
-        self._live.update(Panel(self._draft, title="writing the next step...", expand=False), refresh=True)
+        self._draft += visible(text)
+        tail = "\n".join(self._draft.splitlines()[-DRAFT_LINES:])
+        self._live.update(Panel(Text(tail), title="writing the solution...", expand=False), refresh=True)
 
     def close(self) -> None:
         """Erase the draft of a step in progress (call when a run ends early)."""
@@ -65,11 +69,12 @@ class RunRenderer:
                 lines.append(visible(f"{title} - {judgment['rationale'][:160]}") + "\n")
             self.console.print(Panel(lines, title=f"step {step_no}: relevance check", expand=False))
         elif node == "reason" and values.get("steps"):
-            step = trajectory.steps[-1]
-            body = plain(step.thought)
-            for event in step.events:
-                body.append(f"\nevent: {visible(event)}", style="yellow")
-            self.console.print(Panel(body, title=f"step {step.index}", expand=False))
+            for step in trajectory.steps[self._printed:]:
+                body = plain(step.thought)
+                for event in step.events:
+                    body.append(f"\nevent: {visible(event)}", style="yellow")
+                self.console.print(Panel(body, title=f"step {step.index}", expand=False))
+            self._printed = len(trajectory.steps)
         elif node == "compute":
             call = trajectory.steps[-1].tool_calls[-1]
             style = "green" if call.status == "ok" else "red"

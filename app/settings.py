@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -31,7 +31,13 @@ from rader.retriever.registry import encoder_location
 ENV_PREFIX = "RADER_"
 
 
-class RetrieverSettings(BaseModel):
+class Section(BaseModel):
+    """A settings table: unknown keys (typos) and infinite or NaN numbers are refused."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class RetrieverSettings(Section):
     """How theorems are retrieved."""
 
     kind: Literal["bm25", "dense", "hybrid"] = Field("hybrid", description="which retriever")
@@ -52,7 +58,7 @@ class RetrieverSettings(BaseModel):
         return RetrieverOptions(**options)
 
 
-class LLMSettings(BaseModel):
+class LLMSettings(Section):
     """Which language model runs the agent, and how it is called."""
 
     backend: Literal["llamacpp", "openai", "transformers", "vllm"] = Field(
@@ -75,30 +81,40 @@ class LLMSettings(BaseModel):
         return LLMConfig(**self.model_dump())
 
 
-class AgentSettings(BaseModel):
-    """Budgets and the retrieval schedule of the reasoning agent."""
+class AgentSettings(Section):
+    """The reasoning agent: what it retrieves, when, and its budgets (see `rader.agent.AgentConfig`)."""
 
-    retriever: Literal["none", "bm25", "dense", "hybrid"] = Field("hybrid", description="retriever")
-    max_steps: int = Field(8, ge=1)
-    max_retrievals: int = Field(8, ge=0)
-    max_tokens: int = Field(20000, ge=1, description="prompt + completion tokens over the whole run")
+    retriever: Literal["none", "bm25", "dense", "hybrid"] = Field(
+        "hybrid", description="theorem retriever (none: no theorems)")
+    examples: Literal["none", "bm25", "dense", "hybrid"] = Field(
+        "none", description="worked-example retriever over `example_corpora` (none: no examples)")
+    solution_tokens: int = Field(1024, ge=16, description="completion tokens of the solution (bare budget)")
+    max_tokens: int = Field(40000, ge=1, description="prompt + completion tokens over the whole run")
     max_seconds: float = Field(600.0, gt=0, description="wall time of a run")
-    retrieval: Literal["every_step", "first_k", "model", "never"] = "every_step"
-    first_k: int = Field(2, ge=0)
+    max_steps: int = Field(64, ge=1, description="paragraphs: a safety net far above what solutions need")
+    max_retrievals: int = Field(4, ge=0)
+    retrieve_before: bool = Field(True, description="retrieve for the problem before the solution starts")
+    retrieve_on_request: bool = Field(False, description="let the model ask with a `Search:` line")
+    retrieve_every: int = Field(0, ge=0, description="also retrieve after every N paragraphs (0: never)")
+    write_query: bool = Field(True, description="the model names the theorem it needs (llm_query)")
     k: int = Field(3, ge=1, description="theorems retrieved and judged per retrieval")
+    examples_k: int = Field(3, ge=1, description="worked examples retrieved and judged")
+    max_examples: int = Field(2, ge=0, description="worked examples shown to the model")
     judge: bool = Field(True, description="self-reflective relevance check")
-    judge_threshold: float = Field(0.75, ge=0, le=1, description="P(yes) that makes a theorem relevant")
-    judge_top_threshold: float = Field(0.05, ge=0, le=1, description="same, for a step's best theorem")
+    judge_threshold: float = Field(0.75, ge=0, le=1, description="P(yes) that makes a hit relevant")
+    judge_top_threshold: float = Field(0.05, ge=0, le=1, description="same, for a retrieval's best hit")
     judge_chars: int = Field(0, ge=0, description="statement characters shown to the judge")
-    step_tokens: int = Field(256, ge=16, description="max tokens of one reasoning step")
+    theorem_chars: int = Field(300, ge=0, description="statement characters of a theorem shown to the model")
+    example_chars: int = Field(1500, ge=0, description="solution characters of an example shown")
+    compute: bool = Field(False, description="let the model ask sympy with a `Compute:` line")
 
     def config(self):
         from rader.agent.state import AgentConfig
 
-        return AgentConfig(**self.model_dump(exclude={"retriever"}))
+        return AgentConfig(**self.model_dump(exclude={"retriever", "examples"}))
 
 
-class UISettings(BaseModel):
+class UISettings(Section):
     """The student's web page (`rader ui`)."""
 
     host: str = Field("127.0.0.1", description="address to bind; 0.0.0.0 opens it to the network")
@@ -108,7 +124,7 @@ class UISettings(BaseModel):
     queue_size: int = Field(32, ge=1, description="runs that may wait for a free slot")
 
 
-class ServeSettings(BaseModel):
+class ServeSettings(Section):
     """The HTTP service (`rader serve`): OpenAI-compatible chat, retrieval, MCP, and its limits."""
 
     host: str = Field("127.0.0.1", description="address to bind; any non-loopback address needs api_key")
@@ -133,11 +149,13 @@ class Settings(BaseSettings):
     """Everything a rader run can be told; `rader config show` prints it with origins."""
 
     model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", validate_default=True
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", validate_default=True,
+        allow_inf_nan=False,
     )
 
     home: Path = Field(default_factory=default_home, description="data directory")
-    corpora: list[str] = Field(["builtin"], description="corpora to search, merged in order")
+    corpora: list[str] = Field(["builtin"], description="theorem corpora to search, merged in order")
+    example_corpora: list[str] = Field(["math-train"], description="worked-example corpora, merged in order")
     show_progress: bool = Field(True, description="progress bars (RADER_SHOW_PROGRESS=0 hides)")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
     retriever: RetrieverSettings = Field(default_factory=RetrieverSettings)
@@ -147,6 +165,14 @@ class Settings(BaseSettings):
     serve: ServeSettings = Field(default_factory=ServeSettings)
 
     toml_file: ClassVar[Path | None] = None
+
+    @field_validator("home")
+    @classmethod
+    def _home_is_a_folder(cls, home: Path) -> Path:
+        home = home.expanduser()
+        if home.exists() and not home.is_dir():
+            raise ValueError(f"the data directory {home} is a file, not a folder")
+        return home
 
     @classmethod
     def settings_customise_sources(
@@ -161,11 +187,33 @@ class Settings(BaseSettings):
         return tuple(sources)
 
 
-def config_path(config_file: Path | str | None = "auto") -> Path | None:
-    """The TOML file in force: an explicit one, ``$RADER_CONFIG``, or ``<home>/config.toml``."""
+def config_path(config_file: Path | str | None = "auto", home: Path | str | None = None) -> Path | None:
+    """The TOML file in force: an explicit one, ``$RADER_CONFIG``, or ``<home>/config.toml``
+    (``home`` from the command line when given, else ``$RADER_HOME`` or ``~/.rader``)."""
     if config_file != "auto":
         return Path(config_file) if config_file else None
-    return Path(os.environ.get(f"{ENV_PREFIX}CONFIG") or default_home() / "config.toml")
+    named = os.environ.get(f"{ENV_PREFIX}CONFIG")
+    return Path(named) if named else Path(home or default_home()).expanduser() / "config.toml"
+
+
+# RADER_* variables that are not settings: read by rader's CLI, tests and benchmarks themselves
+_OTHER_VARIABLES = {"CONFIG", "NO_PROGRESS", "SHARED_DATA", "TEST_MODELS"}
+
+
+def unknown_variables(environ: dict[str, str] | None = None) -> list[str]:
+    """``RADER_*`` environment variables that name no setting, each with a suggestion."""
+    import difflib
+
+    known = {key.upper().replace(".", "__") for key in flatten(Settings.model_construct().model_dump())}
+    known |= {name.upper() for name, field in Settings.model_fields.items()}
+    unknown = []
+    for variable in sorted(environ if environ is not None else os.environ):
+        name = variable.removeprefix(ENV_PREFIX)
+        if not variable.startswith(ENV_PREFIX) or name in _OTHER_VARIABLES or name.upper() in known:
+            continue
+        close = difflib.get_close_matches(name.upper(), sorted(known), n=1)
+        unknown.append(variable + (f" (did you mean {ENV_PREFIX}{close[0]}?)" if close else ""))
+    return unknown
 
 
 def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -184,8 +232,13 @@ def load_settings(
 ) -> tuple[Settings, dict[str, str]]:
     """The settings in force and, for each dotted key, where its value came from."""
     cli = {k: v for k, v in (cli or {}).items() if v is not None}
-    path = config_path(config_file)
-    if path is not None and config_file != "auto" and not path.is_file():
+    unknown = unknown_variables()
+    if unknown:
+        raise RaderError(f"unknown settings in the environment: {', '.join(unknown)}; "
+                         "`rader config show` lists every setting")
+    path = config_path(config_file, home=cli.get("home"))
+    named = config_file != "auto" or os.environ.get(f"{ENV_PREFIX}CONFIG")
+    if path is not None and named and not path.is_file():
         raise RaderError(f"config file not found: {path}")
     found = path if path is not None and path.is_file() else None
 

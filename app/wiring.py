@@ -4,11 +4,23 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterable
 from functools import cache
 from typing import Any, NamedTuple
 
 from rader.app.settings import Settings
-from rader.retriever import Corpus, CorpusStore, Encoder, Retriever, load_encoder, open_retriever
+from rader.retriever import (
+    RETRIEVER_NAMES,
+    Corpus,
+    CorpusStore,
+    Encoder,
+    RaderError,
+    Retriever,
+    load_encoder,
+    open_retriever,
+)
+
+AGENT_RETRIEVERS = ("none", *RETRIEVER_NAMES)
 
 
 def configure_logging(settings: Settings) -> None:
@@ -53,40 +65,66 @@ def store_from_settings(settings: Settings, *, readonly: bool = False):
 class AgentParts(NamedTuple):
     graph: Any
     model: str
-    retriever_name: str
-    retriever: Retriever | None
+    retriever_name: str  # what the trajectory records: "none", "hybrid", "examples", "hybrid+examples"
+    retriever: Retriever | None  # theorems
     llm: Any = None  # the chat model the graph calls
+    examples: Retriever | None = None  # worked examples
 
 
-def agent_from_settings(settings: Settings, *, retriever: str | None = None, progress=None) -> AgentParts:
-    """The compiled graph and what it was built from, as the settings describe them."""
+def agent_name(theorems: str, examples: str) -> str:
+    """The retriever a run records: the theorem retriever, with ``+examples`` when examples are on."""
+    if examples == "none":
+        return theorems
+    return "examples" if theorems == "none" else f"{theorems}+examples"
+
+
+def examples_from_settings(settings: Settings, kind: str, exclude: Iterable[str] = ()) -> Retriever:
+    """The worked-example retriever over ``example_corpora`` (never returning ``exclude``)."""
+    corpus = CorpusStore(settings.home).load_many(settings.example_corpora)
+    engine = retriever_from_settings(settings, corpus=corpus, kind=kind)
+    exclude = set(exclude)
+    return engine.excluding(exclude) if exclude else engine
+
+
+def agent_from_settings(settings: Settings, *, retriever: str | None = None, examples: str | None = None,
+                        exclude_examples: Iterable[str] = (), progress=None) -> AgentParts:
+    """The compiled graph and what it was built from, as the settings describe them:
+    ``retriever`` for theorems and ``examples`` for worked examples (each a retriever kind or
+    "none"; default: settings), ``exclude_examples`` ids never shown as examples."""
     from rader.agent.graph import build_graph
     from rader.agent.llm import chat_model
     from rader.agent.models import resolve_model
 
     kind = retriever or settings.agent.retriever
+    example_kind = examples or settings.agent.examples
+    for value in (kind, example_kind):  # before anything loads: a typo costs no model start-up
+        if value not in AGENT_RETRIEVERS:
+            raise RaderError(f"unknown retriever {value!r}; choose one of {', '.join(AGENT_RETRIEVERS)}")
     llm_config = settings.llm.config()
     if llm_config.backend == "llamacpp":  # fetch first, with the caller's progress bar
         resolve_model(llm_config.model, settings.home, progress=progress)
     llm = chat_model(llm_config, home=settings.home)
     engine = None if kind == "none" else retriever_from_settings(settings, kind=kind)
-    graph = build_graph(llm=llm, retriever=engine, settings=settings.agent.config())
-    return AgentParts(graph, llm_config.model, kind, engine, llm)
+    solved = (None if example_kind == "none"
+              else examples_from_settings(settings, example_kind, exclude_examples))
+    graph = build_graph(llm=llm, retriever=engine, settings=settings.agent.config(), examples=solved)
+    return AgentParts(graph, llm_config.model, agent_name(kind, example_kind), engine, llm, solved)
 
 
-def graph_sampler(settings: Settings, retriever: str, seed: int = 0):
+def graph_sampler(settings: Settings, retriever: str, seed: int = 0, examples: str | None = None):
     """Build the agent once; return ``sample -> graph`` whose model calls use seed ``seed + sample``
     (samples differ only when the temperature is above zero). Picklable with its arguments,
     so Ray workers call it to build their own agent."""
     from rader.agent.graph import build_graph
 
-    parts = agent_from_settings(settings, retriever=retriever)
+    parts = agent_from_settings(settings, retriever=retriever, examples=examples)
     config = settings.agent.config()
 
     @cache  # one compiled graph per sample, however many problems it runs
     def graph_for_sample(sample: int):
         if settings.llm.temperature <= 0:
             return parts.graph
-        return build_graph(llm=parts.llm.bind(seed=seed + sample), retriever=parts.retriever, settings=config)
+        return build_graph(llm=parts.llm.bind(seed=seed + sample), retriever=parts.retriever, settings=config,
+                           examples=parts.examples)
 
     return graph_for_sample

@@ -25,7 +25,7 @@ def one_pass(problems, *, model: str, concurrency: int, retriever: str, max_step
     settings, _ = load_settings({
         "home": str(default_home()), "show_progress": False,
         "llm": {"model": model, "parallel": concurrency, "context": 4096},
-        "agent": {"max_steps": max_steps, "retrieval": "first_k", "first_k": 1},
+        "agent": {"max_steps": max_steps},
     })
     with tempfile.TemporaryDirectory() as folder:
         store = TrajectoryStore(Path(folder) / "t.db")

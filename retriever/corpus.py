@@ -127,20 +127,42 @@ def _parse_line(raw: bytes, source: str) -> Theorem:
         data = json.loads(text)
     except json.JSONDecodeError as err:
         raise ValueError(f"malformed JSON: {err.msg} at column {err.colno}") from None
+    except RecursionError:
+        raise ValueError("malformed JSON: nested too deeply") from None
     if not isinstance(data, dict):
         raise ValueError(f"malformed JSON: expected an object, got {type(data).__name__}")
     if "_id" in data and "id" not in data:  # BEIR corpus line
         data = {**data, "id": data.pop("_id")}
     doc_id = data.get("id")
-    if doc_id is None or str(doc_id).strip() == "":
+    if isinstance(doc_id, int) and not isinstance(doc_id, bool):
+        doc_id = data["id"] = str(doc_id)  # BEIR files sometimes number their ids
+    if doc_id is None or (isinstance(doc_id, str) and not doc_id.strip()):
         raise ValueError("missing id: needs `id` (or BEIR `_id`)")
+    if not isinstance(doc_id, str):
+        raise ValueError(f"bad id: `id` must be a string, not {type(doc_id).__name__}")
     body = data.get("text")
     if not isinstance(body, str) or not body.strip():
         raise ValueError("missing text: `text` is absent or empty")
-    if data.get("tags") is not None and not isinstance(data["tags"], list):
+    for key, kinds, what in (("title", (str,), "a string"), ("source", (str,), "a string"),
+                             ("subject", (str,), "a string"), ("metadata", (dict,), "an object"),
+                             ("tags", (list,), "a list of strings")):
+        if data.get(key) is not None and not isinstance(data[key], kinds):
+            raise ValueError(f"bad {key}: `{key}` must be {what}, not {type(data[key]).__name__}")
+    if not all(isinstance(tag, str) for tag in data.get("tags") or ()):
         raise ValueError("bad tags: `tags` must be a list of strings")
+    for key in ("id", "title", "text"):
+        if isinstance(data.get(key), str) and _has_lone_surrogate(data[key]):
+            raise ValueError(f"bad {key}: `{key}` holds an unpaired surrogate (\\udXXX), not text")
     data.setdefault("source", source)
     return Theorem.from_dict(data)
+
+
+def _has_lone_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def read_corpus(

@@ -1,14 +1,16 @@
 """Named corpora under the data directory: `rader corpus add/list/show`.
 
 A corpus added by name is validated once, normalised to our JSON Lines form and kept at
-``<home>/corpora/<name>/corpus.jsonl`` with a ``meta.json`` (source file, counts, hash).
-The name ``builtin`` always means the corpus that ships with rader.
+``<home>/corpora/<name>/corpus.jsonl`` with a ``meta.json`` (kind, source file, counts,
+hash). A corpus is of theorems or of worked examples (solved problems, `rader.retriever.examples`).
+The names ``builtin`` (theorems) and ``math-train`` (worked examples) always mean the
+corpora that ship with rader.
 
 Example:
     >>> import tempfile
     >>> store = CorpusStore(tempfile.mkdtemp())
-    >>> [c.name for c in store.list()]
-    ['builtin']
+    >>> [(c.name, c.kind) for c in store.list()]
+    [('builtin', 'theorems'), ('math-train', 'examples')]
 """
 
 from __future__ import annotations
@@ -19,9 +21,15 @@ import shutil
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
 from .corpus import BUILTIN_NAME, Corpus, CorpusReport, ErrorPolicy, builtin_corpus, read_corpus
 from .errors import RaderError
+from .examples import EXAMPLES_NAME, MATH_ATTRIBUTION, builtin_examples, read_examples
+
+CorpusKind = Literal["theorems", "examples"]
+BUILTINS = {BUILTIN_NAME: ("theorems", builtin_corpus, "rader"),
+            EXAMPLES_NAME: ("examples", builtin_examples, MATH_ATTRIBUTION)}
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -32,6 +40,7 @@ class CorpusInfo:
     size: int
     content_hash: str
     source: str
+    kind: CorpusKind = "theorems"
 
 
 class CorpusStore:
@@ -40,13 +49,18 @@ class CorpusStore:
     def __init__(self, home: str | Path) -> None:
         self.root = Path(home) / "corpora"
 
-    def add(self, file: str | Path, name: str, *, errors: ErrorPolicy = "raise") -> CorpusReport:
-        if not _NAME.match(name) or name == BUILTIN_NAME:
+    def add(self, file: str | Path, name: str, *, errors: ErrorPolicy = "raise",
+            kind: CorpusKind = "theorems") -> CorpusReport:
+        """Validate ``file`` (theorems, or solved problems for ``kind="examples"``) and keep it."""
+        if not _NAME.match(name) or name in BUILTINS:
             raise RaderError(
                 f"invalid corpus name {name!r}: use letters, digits, '_', '-', '.' "
-                f"(up to 64), and not {BUILTIN_NAME!r}"
+                f"(up to 64), and not {' or '.join(map(repr, BUILTINS))}"
             )
-        corpus, report = read_corpus(file, errors=errors, name=name)
+        if kind not in ("theorems", "examples"):
+            raise RaderError(f"unknown corpus kind {kind!r}; choose theorems or examples")
+        reader = read_examples if kind == "examples" else read_corpus
+        corpus, report = reader(file, errors=errors, name=name)
         folder = self.root / name
         staging = self.root / f".{name}.partial"
         shutil.rmtree(staging, ignore_errors=True)
@@ -55,6 +69,7 @@ class CorpusStore:
             corpus.write_jsonl(staging / "corpus.jsonl")
             meta = {
                 "name": name,
+                "kind": kind,
                 "source": str(Path(file).resolve()),
                 "size": len(corpus),
                 "content_hash": corpus.content_hash,
@@ -72,22 +87,24 @@ class CorpusStore:
 
     def names(self) -> list[str]:
         added = sorted(meta.parent.name for meta in self.root.glob("*/meta.json"))
-        return [BUILTIN_NAME, *added]
+        return [*BUILTINS, *added]
 
     def list(self) -> list[CorpusInfo]:
         infos = []
         for name in self.names():
-            if name == BUILTIN_NAME:
-                corpus = builtin_corpus()
-                infos.append(CorpusInfo(name, len(corpus), corpus.content_hash, "rader"))
+            if name in BUILTINS:
+                kind, load, source = BUILTINS[name]
+                corpus = load()
+                infos.append(CorpusInfo(name, len(corpus), corpus.content_hash, source, kind))
                 continue
             meta = json.loads((self.root / name / "meta.json").read_text())
-            infos.append(CorpusInfo(name, meta["size"], meta["content_hash"], meta["source"]))
+            infos.append(CorpusInfo(name, meta["size"], meta["content_hash"], meta["source"],
+                                    meta.get("kind", "theorems")))
         return infos
 
     def load(self, name: str) -> Corpus:
-        if name == BUILTIN_NAME:
-            return builtin_corpus()
+        if name in BUILTINS:
+            return BUILTINS[name][1]()
         file = self.root / name / "corpus.jsonl"
         if not file.is_file():
             raise RaderError(

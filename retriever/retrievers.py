@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -54,7 +55,8 @@ def clean_query(query: Query | str) -> Query:
     """Validate a query: empty text is an error; very long text is cut with a warning."""
     if isinstance(query, str):
         query = Query(query)
-    text = query.text.strip()
+    # lone surrogates (undecodable bytes from a command line) reach no tokenizer or encoder
+    text = query.text.encode("utf-8", "replace").decode("utf-8").strip()
     if not text:
         raise RaderError("the query is empty: give some text to search for")
     if len(text) > MAX_QUERY_CHARS:
@@ -84,6 +86,22 @@ class Retriever:
 
     def theorem(self, theorem_id: str) -> Theorem:
         return self.corpus.get(theorem_id)
+
+    def excluding(self, theorem_ids: Iterable[str]) -> Retriever:
+        """This retriever with some entries never returned (a benchmark's own problems among
+        the worked examples, say); ranks are renumbered."""
+        return _Excluding(self, frozenset(theorem_ids))
+
+
+class _Excluding(Retriever):
+    def __init__(self, inner: Retriever, excluded: frozenset[str]) -> None:
+        super().__init__(inner.corpus, inner.index)
+        self.excluded = excluded
+
+    def search_many(self, queries: list[Query | str], k: int = 10) -> list[list[Hit]]:
+        rows = super().search_many(queries, k=k + len(self.excluded))
+        return [[hit._replace(rank=rank) for rank, hit in enumerate(
+            (h for h in hits if h.theorem_id not in self.excluded), start=1) if rank <= k] for hits in rows]
 
 
 def _open_bm25(store: IndexStore, corpus: Corpus, show_progress: bool) -> BM25Index:

@@ -109,6 +109,8 @@ def test_human_judgments_attach_to_the_step(tmp_path):
     assert [(j.judge, j.relevant) for j in judgments] == [("model", True), ("human", False)]
     with pytest.raises(RaderError, match="no step 7"):
         store.add_human_judgment(trajectory.id, 7, Judgment("t1", True))
+    with pytest.raises(RaderError, match="not retrieved at step 1"):  # it would become training data
+        store.add_human_judgment(trajectory.id, 1, Judgment("no/such/theorem", True))
 
 
 def test_running_rows_of_live_writers_stay_and_orphans_become_interrupted(tmp_path):
@@ -146,11 +148,16 @@ KILL_SCRIPT = """
 import sys
 from rader.agent import AgentConfig, LLMConfig, Problem, TrajectoryStore, build_graph, chat_model
 from rader.agent.runner import run_problem
-llm = chat_model(LLMConfig(model=sys.argv[1], max_tokens=48, context=2048), home=sys.argv[2])
-graph = build_graph(llm=llm, retriever=None, settings=AgentConfig(max_steps=40, step_tokens=48))
+from rader.retriever import builtin_corpus, open_retriever
+llm = chat_model(LLMConfig(model=sys.argv[1], context=2048), home=sys.argv[2])
+bm25 = open_retriever("bm25", builtin_corpus(), home=sys.argv[2], show_progress=False)
+# a retrieval after every paragraph: a node update, and a stored step, every paragraph
+config = AgentConfig(retrieve_before=False, retrieve_every=1, max_retrievals=100, judge=False,
+                     write_query=False, k=1)
+graph = build_graph(llm=llm, retriever=bm25, settings=config)
 store = TrajectoryStore(sys.argv[2] + "/trajectories.db")
-run_problem(graph, Problem("kill", "Count slowly from one to one hundred, one number per step."),
-            store=store, model="smollm2", retriever="none")
+run_problem(graph, Problem("kill", "Count slowly from one to one hundred, one number per paragraph."),
+            store=store, model="smollm2", retriever="bm25")
 """
 
 

@@ -9,7 +9,7 @@ from conftest import rader
 
 def test_solve_json_then_list_show_export(capsys, home, smollm_path, tmp_path):
     code, out, err = rader(capsys, "solve", "What is 2 + 3?", "--model", str(smollm_path), "-r", "bm25",
-                           "--max-steps", "1", "--answer", "5", "--json")
+                           "--max-steps", "1", "--solution-tokens", "48", "--answer", "5", "--json")
     assert code == 0, err
     trajectory = json.loads(out)
     assert trajectory["problem"]["answer"] == "5" and trajectory["retriever"] == "bm25"
@@ -26,7 +26,7 @@ def test_solve_json_then_list_show_export(capsys, home, smollm_path, tmp_path):
 
 def test_solve_renders_the_run_live(capsys, home, smollm_path):
     code, out, _ = rader(capsys, "solve", "Find x if 2x = 10", "--model", str(smollm_path),
-                         "-r", "bm25", "--max-steps", "1")
+                         "-r", "bm25", "--max-steps", "1", "--solution-tokens", "48")
     assert code == 0
     assert "step 1: retrieval" in out and "query [" in out and "answer" in out
 
@@ -45,7 +45,7 @@ def test_solve_and_models_errors(capsys, home):
 
 
 def test_bench_judge_and_agent_small(capsys, home, smollm_path, shared_data, tmp_path, monkeypatch):
-    monkeypatch.setenv("RADER_AGENT__MAX_STEPS", "2")
+    monkeypatch.setenv("RADER_AGENT__SOLUTION_TOKENS", "48")
     report = tmp_path / "judge.json"
     code, out, err = rader(capsys, "bench", "judge",
                            "--questions", str(shared_data / "problems" / "theoremqa_dev.jsonl"),
@@ -59,14 +59,16 @@ def test_bench_judge_and_agent_small(capsys, home, smollm_path, shared_data, tmp
     runs = tmp_path / "agent.json"
     code, out, err = rader(capsys, "--no-progress", "bench", "agent",
                            "--problems", str(shared_data / "problems" / "math_train.jsonl"),
-                           "--limit", "2", "--shuffle-seed", "3", "--concurrency", "2", "--retriever", "bm25",
-                           "--model", str(smollm_path), "--out", str(runs))
+                           "--limit", "2", "--shuffle-seed", "3", "--modes", "bare,none,theorems",
+                           "--retriever", "bm25", "--model", str(smollm_path), "--out", str(runs))
     assert code == 0, err
-    rows = json.loads(runs.read_text())
-    assert [r["retriever"] for r in rows] == ["bm25", "none"]
-    assert all(r["problems"] == 2 and 0 <= r["outside_llm_share"] <= 1 for r in rows)
-    drawn = {r["problem_id"] for r in rows[0]["rows"]}
-    assert drawn == {r["problem_id"] for r in rows[1]["rows"]} and len(drawn) == 2
-    assert drawn != {"train/algebra/0.json", "train/algebra/3.json"}  # drawn, not the first two
-    assert rows[0]["mean_retrievals"] >= 1 and rows[1]["mean_retrievals"] == 0
-    assert "accuracy" in out
+    result = json.loads(runs.read_text())
+    modes = {m["mode"]: m for m in result["modes"]}
+    assert list(modes) == ["bare", "none", "theorems"]
+    assert all(m["problems"] == 2 and 0 <= m["outside_llm_share"] <= 1 for m in modes.values())
+    assert modes["bare"]["vs_bare"] is None and modes["theorems"]["vs_bare"]["problems"] == 2
+    assert [r["mode"] for r in result["rows"]] == ["bare", "none", "theorems"] * 2  # problem by problem
+    drawn = {r["problem_id"] for r in result["rows"]}
+    assert len(drawn) == 2 and drawn != {"train/algebra/0.json", "train/algebra/3.json"}  # drawn at random
+    assert modes["theorems"]["mean_retrievals"] >= 1 and modes["none"]["mean_retrievals"] == 0
+    assert modes["bare"]["mean_steps"] == 1 and "vs bare" in out

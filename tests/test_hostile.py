@@ -358,3 +358,86 @@ def test_id_prefixes_are_text_not_wildcards(home):
     for pattern in ("%", "_", "a%", "ab%c"):
         with pytest.raises(RaderError, match="no trajectory"):
             store.get(pattern)
+
+
+# -- malformed input: a clear error or a reported skip, never a traceback or a silent change ---
+BAD_CORPUS_LINES = {
+    "metadata is a string": ({"id": "a", "text": "t", "metadata": "oops"}, "bad metadata"),
+    "metadata is a list": ({"id": "b", "text": "t", "metadata": [1]}, "bad metadata"),
+    "nested 100k deep": ('{"id": "c", "text": "t", "x": ' + "[" * 100_000 + "]" * 100_000 + "}",
+                         "malformed JSON: nested too deeply"),
+    "NaN title": ('{"id": "d", "text": "t", "title": NaN}', "bad title"),
+    "dict id": ({"id": {"x": 1}, "text": "t"}, "bad id"),
+    "list tags of dicts": ({"id": "e", "text": "t", "tags": [{"x": 1}]}, "bad tags"),
+    "lone surrogate": ('{"id": "f", "text": "t \\ud800"}', "bad text: `text` holds an unpaired surrogate"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_CORPUS_LINES)
+def test_bad_corpus_lines_are_refused_or_skipped_by_name(capsys, home, tmp_path, case):
+    line, reason = BAD_CORPUS_LINES[case]
+    good = json.dumps({"id": "ok", "title": "Vieta", "text": "sum of roots is -b/a"})
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text(good + "\n" + (line if isinstance(line, str) else json.dumps(line)) + "\n")
+    code, _, err = rader(capsys, "corpus", "add", str(corpus), "--name", "c")
+    assert code == 2 and f"c.jsonl:2: {reason}" in err
+    code, out, err = rader(capsys, "corpus", "add", str(corpus), "--name", "c", "--skip-bad-lines")
+    assert code == 0 and "kept 1 of 2 lines" in out and f"line 2: {reason}" in out
+
+
+SURROGATE = "sum of r\udcffoots"  # what Python makes of a byte that is not UTF-8 in argv
+
+
+@pytest.mark.parametrize("kind", ["bm25", "dense", "hybrid"])
+def test_arguments_that_are_not_utf8_are_repaired_with_a_warning(capsys, home, kind):
+    code, out, err = rader(capsys, "search", SURROGATE, "-r", kind, "--json")
+    assert code == 0, err
+    assert "not valid UTF-8" in err and json.loads(out)["query"] == "sum of r\ufffdoots"
+
+
+def test_solve_with_a_problem_that_is_not_utf8_is_stored(capsys, home, scripted_llm):
+    scripted_llm.respond = lambda messages, body: "Step: x is 5.\nAnswer: \\boxed{5}"
+    code, _, err = rader(capsys, "solve", f"2x = 10, {SURROGATE}", "-r", "none", "--answer", "5")
+    assert code == 0, err
+    code, out, _ = rader(capsys, "trajectories", "list", "--json")
+    assert json.loads(out)[0]["status"] == "done"
+
+
+@pytest.mark.parametrize("where", ["a file", "/proc/self"])
+def test_a_home_that_cannot_be_a_data_folder_is_a_clear_error(capsys, tmp_path, scripted_llm, where):
+    home = tmp_path / "file" if where == "a file" else Path("/proc/self")
+    if where == "a file":
+        home.write_text("not a folder")
+    scripted_llm.respond = lambda messages, body: "Step: x is 5.\nAnswer: \\boxed{5}"
+    code, _, err = rader(capsys, "--home", str(home), "solve", "2x = 10?", "-r", "bm25")
+    assert code == 2 and str(home) in err and "Traceback" not in err
+
+
+def test_settings_come_from_home_config_and_typos_are_refused(capsys, home, tmp_path, monkeypatch):
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "config.toml").write_text("[retriever]\nk = 3\n")
+    code, out, _ = rader(capsys, "--home", str(other), "config", "show", "--json")
+    assert code == 0 and json.loads(out)["retriever.k"]["value"] == 3  # --home reads its config.toml
+    (other / "config.toml").write_text("[retriever]\nkk = 3\n")
+    code, _, err = rader(capsys, "--home", str(other), "config", "show")
+    assert code == 2 and "kk" in err
+    monkeypatch.setenv("RADER_RETRIEVER__KK", "5")
+    code, _, err = rader(capsys, "config", "show")
+    assert code == 2 and "RADER_RETRIEVER__KK (did you mean RADER_RETRIEVER__K?)" in err
+    monkeypatch.delenv("RADER_RETRIEVER__KK")
+    monkeypatch.setenv("RADER_CONFIG", str(tmp_path / "missing.toml"))
+    code, _, err = rader(capsys, "config", "show")
+    assert code == 2 and "config file not found" in err
+    monkeypatch.delenv("RADER_CONFIG")
+    monkeypatch.setenv("RADER_AGENT__MAX_SECONDS", "inf")
+    code, _, err = rader(capsys, "config", "show")
+    assert code == 2 and "max_seconds" in err
+
+
+def test_bad_choices_fail_before_any_model_loads(capsys, home, tmp_path):
+    missing = str(tmp_path / "no-such-model.gguf")  # loading it would fail with another message
+    code, _, err = rader(capsys, "solve", "2x = 10?", "--retriever", "nope", "--model", missing)
+    assert code == 2 and "unknown retriever 'nope'" in err
+    code, _, err = rader(capsys, "solve", "2x = 10?", "--max-steps", "0", "--model", missing)
+    assert code == 2 and "max_steps" in err

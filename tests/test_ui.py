@@ -235,6 +235,8 @@ def test_gradio_client_solves_lists_opens_and_gives_feedback(server, scripted_ru
     human = [j for j in server.store.get(record["id"]).steps[0].judgments if j.judge == "human"]
     assert [(j.theorem_id, j.relevant) for j in human] == [(hit["theorem_id"], False)]
     assert client.predict("nope", 1, "x", True, api_name="/feedback").startswith("not saved")
+    unknown = client.predict(record["id"], 1, "rader/no/such/theorem", True, api_name="/feedback")
+    assert unknown.startswith("not saved") and "was not retrieved" in unknown
 
 
 def test_gradio_client_cancel_stops_the_run_and_stores_it_interrupted(server, scripted_run):

@@ -37,7 +37,7 @@ import json, sys, threading, time, traceback
 from langchain_core.messages import HumanMessage
 
 from rader.agent import AgentConfig, LLMConfig, build_graph, chat_model
-from rader.agent.graph import _yes_probability, judge_hits
+from rader.agent.judge import judge_hits, yes_probability
 from rader.retriever import RaderError, Theorem
 
 NUMBERS = [HumanMessage("List the numbers from 1 to 9, separated by commas.")]
@@ -79,7 +79,7 @@ def main(model, home, out, threads):
         question = [HumanMessage("Is 7 a prime number? Answer yes or no.")]
         message = llm.invoke(question, max_tokens=1, logprobs=True, top_logprobs=5)
         return {"text": message.content, "logprobs": message.response_metadata.get("logprobs"),
-                "p_yes": _yes_probability(message)}
+                "p_yes": yes_probability(message)}
     check("logprobs", logprobs)
 
     def concurrent():

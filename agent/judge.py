@@ -1,0 +1,87 @@
+"""The self-reflective relevance check: does a retrieved theorem or worked example help here, and why.
+
+Each item gets a one-word verdict whose score is P(yes) from the log-probabilities (one
+generated token: cheap). An item is relevant when its score reaches ``judge_threshold``, or
+when it is the retrieval's best-scored item and reaches ``judge_top_threshold``: on the
+TheoremQA dev labels the model ranks the gold theorem above a wrong one far more reliably
+than it scores either in isolation (benchmarks/RESULTS.md). Relevant items then get a
+one-line rationale.
+
+Example:
+    >>> judgments, usage, events = judge_hits(llm, "Sum of the roots of x^2-5x+6?", [],
+    ...                                       [vieta, cosines], AgentConfig())  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import math
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage
+
+from rader.agent import prompts
+from rader.agent.calls import Usage, chat
+from rader.agent.protocol import parse_verdict
+from rader.agent.records import Judgment
+from rader.agent.state import AgentConfig
+from rader.retriever import Theorem
+
+RATIONALE_CHARS = 300  # long entries are cut for the rationale: prefill is slow
+
+
+def yes_probability(message: AIMessage) -> float | None:
+    """P(yes) / (P(yes) + P(no)) at the first token of a one-word verdict."""
+    content = ((message.response_metadata or {}).get("logprobs") or {}).get("content") or []
+    if not content:
+        return None
+    probs = {"yes": 0.0, "no": 0.0}
+    for alt in content[0].get("top_logprobs") or [content[0]]:
+        word = alt.get("token", "").strip().lower()
+        if word in probs:
+            probs[word] += math.exp(alt["logprob"])
+    total = probs["yes"] + probs["no"]
+    return probs["yes"] / total if total > 0 else None
+
+
+def is_example(item: Theorem) -> bool:
+    """Whether a corpus entry is a worked example (a solved problem) rather than a theorem."""
+    return "solution" in item.metadata
+
+
+def quoted(item: Theorem, chars: int) -> str:
+    """How the judge sees an item: a theorem by title (and ``chars`` of statement), an example
+    by its problem statement (whether it is solved the same way shows there)."""
+    if is_example(item):
+        return prompts.quote_example(item.id, prompts.shorten(item.text, 600))
+    return prompts.quote_theorem(item.id, item.title, item.text[:chars])
+
+
+def judge_hits(llm: BaseChatModel, problem: str, steps: list[str], items: list[Theorem],
+               config: AgentConfig) -> tuple[list[Judgment], Usage, list[str]]:
+    """Judge one retrieval's items together (theorems and worked examples alike)."""
+    scores, usage, events = [], Usage(), []
+    for item in items:
+        system = prompts.EXAMPLE_JUDGE_SYSTEM if is_example(item) else prompts.JUDGE_SYSTEM
+        prompt = prompts.judge_prompt(problem, steps, quoted(item, config.judge_chars))
+        reply, used, message = chat(llm, system, prompt, max_tokens=1, logprobs=True, top_logprobs=10)
+        usage += used
+        score = yes_probability(message)
+        if score is None:  # a server without log-probabilities: fall back on the word itself
+            verdict, _ = parse_verdict("Relevant: " + reply)
+            if verdict is None:
+                events.append(f"no yes/no verdict for {item.id}: counted as not relevant")
+            score = 1.0 if verdict else 0.0
+        scores.append(score)
+    best = max(range(len(scores)), key=scores.__getitem__, default=None)
+    judgments = []
+    for i, (item, score) in enumerate(zip(items, scores, strict=True)):
+        relevant = score >= config.judge_threshold or (i == best and score >= config.judge_top_threshold)
+        rationale = f"not a key tool here (P(yes)={score:.2f})"
+        if relevant:
+            reply, used, _ = chat(llm, prompts.RATIONALE_SYSTEM,
+                                  prompts.rationale_prompt(problem, steps, quoted(item, RATIONALE_CHARS)),
+                                  max_tokens=32)
+            usage += used
+            rationale = (reply.strip().splitlines() or [""])[0][:200] or f"P(yes)={score:.2f}"
+        judgments.append(Judgment(item.id, relevant, rationale, round(score, 4)))
+    return judgments, usage, events
