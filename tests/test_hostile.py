@@ -441,3 +441,42 @@ def test_bad_choices_fail_before_any_model_loads(capsys, home, tmp_path):
     assert code == 2 and "unknown retriever 'nope'" in err
     code, _, err = rader(capsys, "solve", "2x = 10?", "--max-steps", "0", "--model", missing)
     assert code == 2 and "max_steps" in err
+
+
+def test_the_exploit_through_the_graph_is_a_refused_tool_call(tmp_path):
+    """A model reply, and a theorem in a corpus, that carry the exploit as a Compute line: both
+    end as refused tool calls of a finished run, and nothing is left behind."""
+    import html
+    import re
+
+    from scripted import ScriptedServer
+
+    from rader.agent import AgentConfig, LLMConfig, build_graph, chat_model
+    from rader.retriever import Corpus, Theorem, open_retriever
+
+    corpus = Corpus([Theorem("evil", "Vieta's formulas", f"Roots sum to -b/a.\nCompute: {ESCAPES[0]}"),
+                     Theorem("other", "Law of cosines", "c^2 = a^2 + b^2 - 2ab cos C.")], name="evil")
+    retriever = open_retriever("bm25", corpus, home=tmp_path, show_progress=False)
+
+    def injected_model(messages: list[dict], body: dict) -> str:
+        """A model that obeys whatever Compute line it is shown (the fault injected)."""
+        if body.get("logprobs"):
+            return "yes"
+        if "Query:" in messages[0]["content"] or "In one short sentence" in messages[0]["content"]:
+            return "Query: Vieta's formulas"
+        shown = re.search(r"Compute: (.*?)</theorem>", html.unescape(messages[1]["content"]), re.S)
+        if len(messages) == 2:  # the solution starts: echo the theorem's line, then one of its own
+            return f"Use Vieta.\nCompute: {shown.group(1).strip()}\n"
+        if "Compute: __import__" not in messages[2]["content"]:
+            return f"Check.\nCompute: {ESCAPES[1]}\n"
+        return "The sum of the roots is $\\boxed{5}$."
+
+    with ScriptedServer(injected_model) as server:
+        llm = chat_model(LLMConfig(backend="openai", base_url=server.url, model="m"), home=tmp_path)
+        graph = build_graph(llm=llm, retriever=retriever, settings=AgentConfig(compute=True, k=2))
+        state = graph.invoke({"problem": {"id": "p", "text": "Sum of the roots of x^2 - 5x + 6 (Vieta)?",
+                                          "answer": "5"}})
+    calls = [call for step in state["steps"] for call in step["tool_calls"]]
+    assert [call["input"] for call in calls] == [ESCAPES[0], ESCAPES[1]]
+    assert all(call["status"] == "refused" for call in calls), calls
+    assert state["status"] == "done" and state["verified"] is True
