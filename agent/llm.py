@@ -42,7 +42,7 @@ class LLMConfig:
     temperature: float = 0.0
     max_tokens: int = 512
     seed: int = 0
-    timeout_s: float = 120.0
+    timeout_s: float = 600.0  # a whole solution of 1,024 tokens on a busy CPU takes minutes
     retries: int = 1
     context: int = 4096  # llama.cpp: per slot; vLLM: max_model_len
     parallel: int = 1  # llama.cpp slots: concurrent requests served with continuous batching

@@ -70,7 +70,7 @@ class LLMSettings(Section):
     temperature: float = Field(0.0, ge=0.0, le=2.0)
     max_tokens: int = Field(512, ge=1, description="max tokens of one call")
     seed: int = 0
-    timeout_s: float = Field(120.0, gt=0, description="per-call timeout")
+    timeout_s: float = Field(600.0, gt=0, description="per-call timeout (a whole solution is one call)")
     retries: int = Field(1, ge=0, description="retries of a failed call")
     context: int = Field(4096, ge=256, description="llama.cpp context per slot")
     parallel: int = Field(1, ge=1, description="llama.cpp slots (concurrent requests)")

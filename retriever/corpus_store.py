@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
+from .atomic import free_space
 from .corpus import BUILTIN_NAME, Corpus, CorpusReport, ErrorPolicy, builtin_corpus, read_corpus
 from .errors import RaderError
 from .examples import EXAMPLES_NAME, MATH_ATTRIBUTION, builtin_examples, read_examples
@@ -64,8 +65,8 @@ class CorpusStore:
         folder = self.root / name
         staging = self.root / f".{name}.partial"
         shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
         try:
+            staging.mkdir(parents=True)
             corpus.write_jsonl(staging / "corpus.jsonl")
             meta = {
                 "name": name,
@@ -80,9 +81,12 @@ class CorpusStore:
             (staging / "meta.json").write_text(json.dumps(meta, indent=2))
             shutil.rmtree(folder, ignore_errors=True)
             staging.rename(folder)  # atomic: a crash never leaves a half corpus under its name
-        except OSError as err:
+        except BaseException as err:  # a full disk, Ctrl-C: no half-written staging folder stays
             shutil.rmtree(staging, ignore_errors=True)
-            raise RaderError(f"could not store corpus {name!r} in {self.root}: {err}") from err
+            if not isinstance(err, OSError):
+                raise
+            raise RaderError(f"could not store corpus {name!r} in {self.root}: {err} "
+                             f"({free_space(self.root)})") from err
         return report
 
     def names(self) -> list[str]:

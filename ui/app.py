@@ -30,7 +30,7 @@ from rader.agent.models import CATALOG
 from rader.agent.records import Judgment, Trajectory
 from rader.app.settings import Settings
 from rader.app.wiring import corpus_from_settings, store_from_settings
-from rader.retriever import BUILTIN_ENCODERS, Hit, RaderError, Theorem, registered_encoders
+from rader.retriever import BUILTIN_ENCODERS, CorpusStore, Hit, RaderError, Theorem, registered_encoders
 from rader.ui import render
 from rader.ui.examples import Example, load_examples, problem_for
 from rader.ui.session import AgentCache, LiveRun, RunChoices, Snapshot
@@ -61,8 +61,11 @@ class Controller:
         return gr.Dropdown(choices=list(dict.fromkeys(names)))
 
     def theorem(self, theorem_id: str) -> Theorem | None:
+        """A theorem or worked example of the corpora in force, for its card."""
         if self._theorems is None:
-            self._theorems = {t.id: t for t in corpus_from_settings(self.settings)}
+            corpora = CorpusStore(self.settings.home)
+            examples = corpora.load_many(self.settings.example_corpora)
+            self._theorems = {t.id: t for t in (*examples, *corpus_from_settings(self.settings))}
         return self._theorems.get(theorem_id)
 
     def download(self, trajectory: Trajectory) -> str:
@@ -86,18 +89,20 @@ class Controller:
 
     # -- solve and stop --------------------------------------------------------------------
     def solve(self, problem: str, answer: str, retriever: str, encoder: str, model: str, max_steps: float,
-              k: float, max_seconds: float, request: gr.Request):
+              k: float, max_seconds: float, examples: str = "none", request: gr.Request = None):
         """Run the agent on a problem, yielding the page's outputs as each node finishes."""
         if not (problem or "").strip():
             yield self.message("error", "Type a problem or pick an example first.")
             return
-        if retriever not in RETRIEVERS:
-            yield self.message("error", f"unknown retriever {retriever!r}; "
-                                        f"choose one of {', '.join(RETRIEVERS)}")
-            return
+        examples = examples or "none"
+        for chosen_kind in (retriever, examples):
+            if chosen_kind not in RETRIEVERS:
+                yield self.message("error", f"unknown retriever {chosen_kind!r}; "
+                                            f"choose one of {', '.join(RETRIEVERS)}")
+                return
         choices = RunChoices(retriever, (encoder or "").strip() or self.settings.retriever.encoder,
                              (model or "").strip() or self.settings.llm.model,
-                             int(max_steps), int(k), float(max_seconds))
+                             int(max_steps), int(k), float(max_seconds), examples)
         try:
             chosen = self.agents.settings_for(choices)
         except RaderError as err:
@@ -292,9 +297,11 @@ def _agent_controls(settings: Settings) -> list[gr.components.Component]:
                     info="built-in, registered (rader models register) or a model folder"),
         gr.Dropdown(models, value=settings.llm.model, allow_custom_value=True, label="Model",
                     info="catalog name or .gguf path"),
-        gr.Slider(1, 20, value=agent.max_steps, step=1, label="Max steps"),
+        gr.Slider(1, 128, value=agent.max_steps, step=1, label="Max steps (paragraphs)"),
         gr.Slider(1, 10, value=agent.k, step=1, label="Theorems per retrieval"),
         gr.Number(agent.max_seconds, label="Max seconds", minimum=1),
+        gr.Radio(RETRIEVERS, value=agent.examples, label="Worked examples",
+                 info="similar solved problems (MATH train), judged, then shown to the model"),
     ]
 
 

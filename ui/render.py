@@ -58,10 +58,16 @@ def events_html(events: list[str]) -> str:
 
 def card_html(hit: Hit, theorem: Theorem | None, model: Judgment | None, human: Judgment | None, *,
               judging: bool = False) -> str:
-    """One retrieved theorem: title, statement, retriever and score, the model's verdict and
-    rationale, and the student's verdict when there is one."""
+    """One retrieved theorem or worked example: title, statement (an example's problem, its
+    worked solution folded), retriever and score, the model's verdict and rationale, and the
+    student's verdict when there is one."""
     title = theorem.title if theorem else hit.theorem_id
     statement = text(theorem.text) if theorem else '<span class="rd-dim">not in the corpora in force</span>'
+    if theorem is not None and "solution" in theorem.metadata:
+        level = f", level {theorem.metadata['level']}" if theorem.metadata.get("level") else ""
+        title = f"Worked example ({theorem.subject or 'solved problem'}{level})"
+        statement += (f'<details class="rd-solution"><summary>worked solution</summary>'
+                      f'{text(theorem.metadata["solution"])}</details>')
     if model is not None:
         verdict, css = ("relevant", "rd-yes") if model.relevant else ("not relevant", "rd-no")
         score = f" · P(yes) {model.score:.2f}" if model.score is not None else ""

@@ -40,6 +40,7 @@ class RunChoices(NamedTuple):
     max_steps: int
     k: int
     max_seconds: float
+    examples: str = "none"  # the worked-example retriever (none: no worked examples)
 
 
 class AgentCache:
@@ -69,7 +70,8 @@ class AgentCache:
         })
 
     def get(self, choices: RunChoices, progress: Progress | None = None) -> AgentParts:
-        if choices.retriever in ("none", "bm25"):  # the encoder plays no part: share one build
+        if "dense" not in choices.retriever + choices.examples and "hybrid" not in choices.retriever + \
+                choices.examples:  # the encoder plays no part: share one build
             choices = choices._replace(encoder="")
         if choices in self._parts:  # built: no waiting behind another session's build
             return self._parts[choices]
@@ -78,7 +80,8 @@ class AgentCache:
                 if len(self._parts) >= self.size:
                     self._parts.pop(next(iter(self._parts)))
                 self._parts[choices] = agent_from_settings(
-                    self.settings_for(choices), retriever=choices.retriever, progress=progress)
+                    self.settings_for(choices), retriever=choices.retriever, examples=choices.examples,
+                    progress=progress)
             return self._parts[choices]
 
 
