@@ -18,6 +18,7 @@ from .encoders import BUILTIN_ENCODERS, Encoder, load_encoder
 from .errors import RaderError
 from .evaldata import EvalQuery, Qrels, load_qrels, load_queries, qrels_from_queries
 from .evaluation import METRICS, EvalRow, evaluate
+from .examples import EXAMPLES_NAME, builtin_examples, examples_from_problems, read_examples
 from .hybrid import FUSION_METHODS, HybridIndex, fuse
 from .indexes import IndexManifest, IndexStore
 from .registry import encoder_location, register_encoder, registered_encoders
@@ -29,6 +30,7 @@ from .types import QUERY_KINDS, RETRIEVER_NAMES, Hit, Query, QueryKind, Theorem
 __all__ = [
     "BUILTIN_ENCODERS",
     "BUILTIN_NAME",
+    "EXAMPLES_NAME",
     "FUSION_METHODS",
     "INDEX_TYPES",
     "METRICS",
@@ -58,9 +60,11 @@ __all__ = [
     "RetrieverOptions",
     "Theorem",
     "builtin_corpus",
+    "builtin_examples",
     "clean_query",
     "encoder_location",
     "evaluate",
+    "examples_from_problems",
     "fuse",
     "hash_fraction",
     "load_encoder",
@@ -70,6 +74,7 @@ __all__ = [
     "open_retriever",
     "qrels_from_queries",
     "read_corpus",
+    "read_examples",
     "register_encoder",
     "registered_encoders",
 ]
