@@ -63,16 +63,19 @@ def _charge(pending: dict[str, Any], usage: Usage, seconds: float) -> dict[str, 
 
 
 def build_graph(llm: BaseChatModel, retriever: Any = None, settings: AgentConfig | None = None,
-                checkpointer: Any = None, examples: Any = None):
+                checkpointer: Any = None, examples: Any = None, aux_llm: BaseChatModel | None = None):
     """A compiled LangGraph graph that solves ``{"problem": {"id", "text", "answer"?}}``.
 
     ``retriever`` searches theorems and ``examples`` worked examples (solved problems); each
     is a `rader.retriever.Retriever` (or anything with ``search(Query, k)``, ``theorem(id)``
     and ``name``) or None. With neither, the agent asks exactly what the bare model is asked.
+    ``aux_llm`` (default ``llm``) makes the short calls: queries and verdicts (`chat_models`
+    gives llama.cpp's a slot of its own, so they leave the solution's cached prefix alone).
     The graph streams like any LangGraph graph (``stream_mode="updates"`` per node,
     ``"messages"`` for tokens) and takes a checkpointer.
     """
     config = settings or AgentConfig()
+    aux = aux_llm or llm
     search_tool = retriever is not None and config.retrieve_on_request
     system = prompts.solve_system(search=search_tool, compute=config.compute)
     requests = tuple(kind for kind, on in (("search", search_tool), ("compute", config.compute)) if on)
@@ -108,7 +111,7 @@ def build_graph(llm: BaseChatModel, retriever: Any = None, settings: AgentConfig
         elif config.write_query:
             started = time.perf_counter()
             try:
-                reply, usage, _ = chat(llm, prompts.QUERY_SYSTEM, prompts.query_prompt(problem, steps),
+                reply, usage, _ = chat(aux, prompts.QUERY_SYSTEM, prompts.query_prompt(problem, steps),
                                        max_tokens=48, stop=["\n"])
                 text, events = parse_query(clean(reply))
                 pending.update(_charge(pending, usage, time.perf_counter() - started))
@@ -173,7 +176,7 @@ def build_graph(llm: BaseChatModel, retriever: Any = None, settings: AgentConfig
                 if not group:
                     continue
                 try:
-                    found, used, more = judge_hits(llm, state["problem"]["text"], steps, group, config)
+                    found, used, more = judge_hits(aux, state["problem"]["text"], steps, group, config)
                 except LLMFailure as err:
                     found, used, more = [], Usage(), [f"relevance check failed: {err}"]
                 judgments += found

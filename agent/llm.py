@@ -84,14 +84,21 @@ def llamacpp_server(model_path: Path, *, context: int = 4096, parallel: int = 1,
         return _SERVERS[key]
 
 
-def chat_model(config: LLMConfig, *, home: str | Path) -> BaseChatModel:
-    """The chat model a config names, started if it runs in-process."""
+def chat_model(config: LLMConfig, *, home: str | Path, slot: int | None = None) -> BaseChatModel:
+    """The chat model a config names, started if it runs in-process.
+
+    llama.cpp serves two slots per run (``2 * parallel``): with one run at a time, ``slot`` 0
+    is the solution's and 1 takes the short calls (queries, verdicts), so a retrieval in the
+    middle of a solution does not evict the solution's cached prefix (`chat_models`).
+    """
     from langchain_openai import ChatOpenAI
 
+    pinned = {}
     if config.backend == "llamacpp":
         server = llamacpp_server(resolve_model(config.model, home), context=config.context,
-                                 parallel=config.parallel, threads=config.threads)
+                                 parallel=2 * config.parallel, threads=config.threads)
         base_url, name = server.base_url, config.model
+        pinned = {"extra_body": {"id_slot": slot}} if slot is not None and config.parallel == 1 else {}
     elif config.backend == "transformers":
         from rader.agent.hf_chat import TransformersChat
 
@@ -118,5 +125,14 @@ def chat_model(config: LLMConfig, *, home: str | Path) -> BaseChatModel:
     return ChatOpenAI(
         base_url=base_url, api_key=config.api_key, model=name, temperature=config.temperature,
         max_tokens=config.max_tokens, seed=config.seed, timeout=config.timeout_s,
-        max_retries=config.retries, stream_usage=True,
+        max_retries=config.retries, stream_usage=True, **pinned,
     )
+
+
+def chat_models(config: LLMConfig, *, home: str | Path) -> tuple[BaseChatModel, BaseChatModel]:
+    """(the solution's model, the model for short calls): on llama.cpp with one run at a time,
+    two slots of one server, so each keeps its own prompt cache; elsewhere the same model."""
+    if config.backend != "llamacpp" or config.parallel != 1:
+        model = chat_model(config, home=home)
+        return model, model
+    return chat_model(config, home=home, slot=0), chat_model(config, home=home, slot=1)

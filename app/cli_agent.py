@@ -331,12 +331,13 @@ def _bench_modes(settings, chosen: list[str], retriever: str, examples: str, exc
             labels = load_qrels(qrels)
             gold = {p.text: next(iter(labels[p.id])) for p in items if labels.get(p.id)}
             given = GoldTheorems(corpus_from_settings(settings), gold)
-            graph = build_graph(base.llm, given, dataclasses.replace(config, judge=False, write_query=False))
+            graph = build_graph(base.llm, given, dataclasses.replace(config, judge=False, write_query=False),
+                                aux_llm=base.aux_llm)
             name = "gold"
         else:
             with_theorems = theorems if mode in ("theorems", "both") else None
             with_examples = solved if mode in ("examples", "both") else None
-            graph = build_graph(base.llm, with_theorems, config, examples=with_examples)
+            graph = build_graph(base.llm, with_theorems, config, examples=with_examples, aux_llm=base.aux_llm)
             name = agent_name(retriever if with_theorems else "none", examples if with_examples else "none")
         modes.append(BenchMode(mode, graph, name))
     return modes

@@ -67,8 +67,9 @@ class AgentParts(NamedTuple):
     model: str
     retriever_name: str  # what the trajectory records: "none", "hybrid", "examples", "hybrid+examples"
     retriever: Retriever | None  # theorems
-    llm: Any = None  # the chat model the graph calls
+    llm: Any = None  # the chat model that writes solutions
     examples: Retriever | None = None  # worked examples
+    aux_llm: Any = None  # the chat model of the short calls (queries, verdicts)
 
 
 def agent_name(theorems: str, examples: str) -> str:
@@ -92,7 +93,7 @@ def agent_from_settings(settings: Settings, *, retriever: str | None = None, exa
     ``retriever`` for theorems and ``examples`` for worked examples (each a retriever kind or
     "none"; default: settings), ``exclude_examples`` ids never shown as examples."""
     from rader.agent.graph import build_graph
-    from rader.agent.llm import chat_model
+    from rader.agent.llm import chat_models
     from rader.agent.models import resolve_model
 
     kind = retriever or settings.agent.retriever
@@ -103,12 +104,13 @@ def agent_from_settings(settings: Settings, *, retriever: str | None = None, exa
     llm_config = settings.llm.config()
     if llm_config.backend == "llamacpp":  # fetch first, with the caller's progress bar
         resolve_model(llm_config.model, settings.home, progress=progress)
-    llm = chat_model(llm_config, home=settings.home)
+    llm, aux_llm = chat_models(llm_config, home=settings.home)
     engine = None if kind == "none" else retriever_from_settings(settings, kind=kind)
     solved = (None if example_kind == "none"
               else examples_from_settings(settings, example_kind, exclude_examples))
-    graph = build_graph(llm=llm, retriever=engine, settings=settings.agent.config(), examples=solved)
-    return AgentParts(graph, llm_config.model, agent_name(kind, example_kind), engine, llm, solved)
+    graph = build_graph(llm=llm, retriever=engine, settings=settings.agent.config(), examples=solved,
+                        aux_llm=aux_llm)
+    return AgentParts(graph, llm_config.model, agent_name(kind, example_kind), engine, llm, solved, aux_llm)
 
 
 def graph_sampler(settings: Settings, retriever: str, seed: int = 0, examples: str | None = None):
@@ -125,6 +127,6 @@ def graph_sampler(settings: Settings, retriever: str, seed: int = 0, examples: s
         if settings.llm.temperature <= 0:
             return parts.graph
         return build_graph(llm=parts.llm.bind(seed=seed + sample), retriever=parts.retriever, settings=config,
-                           examples=parts.examples)
+                           examples=parts.examples, aux_llm=parts.aux_llm.bind(seed=seed + sample))
 
     return graph_for_sample

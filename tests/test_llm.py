@@ -67,3 +67,26 @@ def test_openai_compatible_backend_against_a_real_local_server(smollm_path):
                                max_tokens=8), home=MODEL_CACHE)
     reply = llm.invoke([HumanMessage("What is 2+2?")])
     assert reply.content and reply.usage_metadata["output_tokens"] <= 8
+
+
+def test_the_short_calls_leave_the_solutions_cached_prefix_alone(smollm_path):
+    """`chat_models` on llama.cpp: the solution on slot 0, queries and verdicts on slot 1, so a
+    retrieval in the middle of a solution costs no re-processing of the solution so far."""
+    from langchain_core.messages import AIMessage, SystemMessage
+
+    from rader.agent.llm import chat_models
+
+    prompt = [SystemMessage("Solve step by step."),
+              HumanMessage("Count the ways to choose 3 of 10 people. " * 20)]
+
+    def reused(solution, short) -> tuple[int, int]:
+        first = solution.invoke(prompt).usage_metadata
+        short.invoke([SystemMessage("Answer yes or no."), HumanMessage("Is 7 prime? " * 30)])
+        again = solution.invoke([*prompt, AIMessage("We use the binomial coefficient.")]).usage_metadata
+        return again["input_token_details"]["cache_read"], first["input_tokens"]
+
+    config = LLMConfig(model=str(smollm_path), max_tokens=4, context=2048)
+    solution, short = chat_models(config, home=MODEL_CACHE)
+    assert solution.extra_body == {"id_slot": 0} and short.extra_body == {"id_slot": 1}
+    cached, prompt_tokens = reused(solution, short)
+    assert cached >= prompt_tokens - 1
