@@ -52,9 +52,19 @@ EncoderOpt = Annotated[str | None, typer.Option(
     "--encoder", help="dense encoder: built-in name, model folder, or cached hub id")]
 
 
+def _show_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        console.print(f"rader {version('rader')}")
+        raise typer.Exit
+
+
 @app.callback()
 def _global(
     ctx: typer.Context,
+    _version: Annotated[bool, typer.Option("--version", callback=_show_version, is_eager=True,
+                                           help="print rader's version and exit")] = False,
     home: Annotated[Path | None, typer.Option(help="data directory (default ~/.rader)")] = None,
     config: Annotated[Path | None, typer.Option(help="TOML settings file")] = None,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="hide progress bars")] = False,

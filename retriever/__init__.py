@@ -17,7 +17,6 @@ from .dense import INDEX_TYPES, DenseIndex, make_faiss_index
 from .encoders import BUILTIN_ENCODERS, Encoder, load_encoder
 from .errors import RaderError
 from .evaldata import EvalQuery, Qrels, load_qrels, load_queries, qrels_from_queries
-from .evaluation import METRICS, EvalRow, evaluate
 from .examples import EXAMPLES_NAME, builtin_examples, examples_from_problems, read_examples
 from .hybrid import FUSION_METHODS, HybridIndex, fuse
 from .indexes import IndexManifest, IndexStore
@@ -26,6 +25,17 @@ from .retrievers import Retriever, RetrieverOptions, clean_query, open_retriever
 from .splits import HeldOut, hash_fraction
 from .tokenizer import MathTokenizer
 from .types import QUERY_KINDS, RETRIEVER_NAMES, Hit, Query, QueryKind, Theorem
+
+_LAZY = {"METRICS", "EvalRow", "evaluate"}  # evaluation imports ranx (and numba): ~2 s, only when asked
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        from . import evaluation
+
+        return getattr(evaluation, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "BUILTIN_ENCODERS",
