@@ -35,7 +35,7 @@ from rader.agent.judge import is_example, judge_hits
 from rader.agent.protocol import clean, find_request, last_boxed, lexical_keywords, paragraphs, parse_query
 from rader.agent.records import Step
 from rader.agent.sandbox import compute, verify_answer
-from rader.agent.state import AgentConfig, AgentState
+from rader.agent.state import AgentConfig, AgentState, Pending, empty_pending
 from rader.retriever import Hit, Query, Theorem
 
 EXAMPLES_PREFIX = "examples/"  # Hit.retriever of a worked example: examples/<retriever name>
@@ -50,12 +50,7 @@ def near_identical(a: str, b: str, threshold: float = 0.8) -> bool:
     return bool(left | right) and len(left & right) / len(left | right) >= threshold
 
 
-def _empty_pending() -> dict[str, Any]:
-    return {"queries": [], "hits": [], "judgments": [], "events": [], "elapsed_s": 0.0,
-            "prompt_tokens": 0, "completion_tokens": 0, "cached_tokens": 0}
-
-
-def _charge(pending: dict[str, Any], usage: Usage, seconds: float) -> dict[str, Any]:
+def _charge(pending: Pending, usage: Usage, seconds: float) -> Pending:
     return {**pending, "prompt_tokens": pending["prompt_tokens"] + usage.prompt,
             "completion_tokens": pending["completion_tokens"] + usage.completion,
             "cached_tokens": pending["cached_tokens"] + usage.cached,
@@ -102,7 +97,7 @@ def build_graph(llm: BaseChatModel, retriever: Any = None, settings: AgentConfig
         return state.get("retrievals", 0) < config.max_retrievals
 
     # -- retrieve ---------------------------------------------------------------------------
-    def theorem_queries(state: AgentState, pending: dict[str, Any]) -> list[Query]:
+    def theorem_queries(state: AgentState, pending: Pending) -> list[Query]:
         problem, steps = state["problem"]["text"], [s["thought"] for s in state.get("steps", [])]
         request = state.get("request") or {}
         queries = []
@@ -139,7 +134,7 @@ def build_graph(llm: BaseChatModel, retriever: Any = None, settings: AgentConfig
 
     def retrieve(state: AgentState) -> dict[str, Any]:
         started = time.perf_counter()
-        pending = _empty_pending()
+        pending = empty_pending()
         problem = state["problem"]
         queries: list[Query] = []
         hits: list[Hit] = []
@@ -224,7 +219,7 @@ def build_graph(llm: BaseChatModel, retriever: Any = None, settings: AgentConfig
         return cut
 
     def reason(state: AgentState) -> dict[str, Any]:
-        pending = state.get("pending") or _empty_pending()
+        pending = state.get("pending") or empty_pending()
         started = time.perf_counter()
         solution = state.get("solution", "")
         budget = max(1, config.solution_tokens - state.get("solution_tokens", 0))

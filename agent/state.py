@@ -9,12 +9,31 @@ from typing import Any, TypedDict
 from rader.agent.sandbox import ComputeLimits
 
 
+class Pending(TypedDict):
+    """What is gathered for the next step before it is written: the retrieval (queries, hits,
+    the judge's verdicts as dicts), protocol events, and the time and tokens spent on them."""
+
+    queries: list[dict[str, Any]]  # Query.to_dict()
+    hits: list[dict[str, Any]]  # Hit.to_dict(); worked examples have retriever "examples/<name>"
+    judgments: list[dict[str, Any]]  # Judgment.to_dict()
+    events: list[str]
+    elapsed_s: float
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+
+
+def empty_pending() -> Pending:
+    return Pending(queries=[], hits=[], judgments=[], events=[], elapsed_s=0.0, prompt_tokens=0,
+                   completion_tokens=0, cached_tokens=0)
+
+
 class AgentState(TypedDict, total=False):
     problem: dict[str, Any]  # a Problem as a dict; the only required input (+ "exclude_ids": [...])
     steps: list[dict[str, Any]]  # finished Steps as dicts: the paragraphs of the solution so far
     solution: str  # the solution text as the model reads it (paragraphs, search results, results)
     references: list[str]  # quoted examples and theorems in the prompt before the solution
-    pending: dict[str, Any] | None  # queries, hits, judgments and events gathered for the next step
+    pending: Pending | None  # gathered for the next step
     request: dict[str, str] | None  # what the model asked for at the end of its text: search or compute
     final_answer: str | None
     verified: bool | None
