@@ -50,6 +50,24 @@ def near_identical(a: str, b: str, threshold: float = 0.8) -> bool:
     return bool(left | right) and len(left & right) / len(left | right) >= threshold
 
 
+def looping(text: str, times: int = 4) -> bool:
+    """Whether the text's last line (of some length) has been written ``times`` times already:
+    a small model caught in a loop, which would spend the whole budget repeating itself."""
+    lines = text.rstrip("\n").splitlines()
+    last = lines[-1].strip() if lines else ""
+    return len(last) >= 8 and sum(line.strip() == last for line in lines) >= times
+
+
+def _closing_brace(text: str) -> int | None:
+    """Where the ``\\boxed{`` a forced answer opened closes in ``text`` (None: not yet)."""
+    depth = 1
+    for i, char in enumerate(text):
+        depth += {"{": 1, "}": -1}.get(char, 0)
+        if depth == 0:
+            return i + 1
+    return None
+
+
 def _charge(pending: Pending, usage: Usage, seconds: float) -> Pending:
     return {**pending, "prompt_tokens": pending["prompt_tokens"] + usage.prompt,
             "completion_tokens": pending["completion_tokens"] + usage.completion,
@@ -208,6 +226,8 @@ def build_graph(llm: BaseChatModel, retriever: Any = None, settings: AgentConfig
             due_in = min(due_in, max(1, config.retrieve_every - since))
 
         def cut(text: str) -> int | None:
+            if text.endswith("\n") and looping(text):
+                return len(text)
             request = find_request(text, requests) if requests else None
             if request is not None:
                 return request.end
@@ -256,7 +276,8 @@ def build_graph(llm: BaseChatModel, retriever: Any = None, settings: AgentConfig
         tail = "\n" if request else "" if ended else "\n\n"  # after a cut paragraph: the model's own break
         return {**totals, "steps": [*state.get("steps", []), *steps], "pending": None, "reasks": 0,
                 "solution": solution + separator + text.rstrip() + tail,
-                "request": request._asdict() if request else None, "done_writing": ended}
+                "request": request._asdict() if request else None, "done_writing": ended,
+                "looping": looping(text)}
 
     def run_compute(state: AgentState) -> dict[str, Any]:
         request = state["request"]
@@ -265,6 +286,27 @@ def build_graph(llm: BaseChatModel, retriever: Any = None, settings: AgentConfig
         steps[-1] = {**steps[-1], "tool_calls": [*steps[-1]["tool_calls"], call.to_dict()]}
         result = call.output if call.status == "ok" else f"{call.status}: {call.output}"
         return {"steps": steps, "request": None, "solution": state["solution"] + f"Result: {result}\n\n"}
+
+    def conclude(state: AgentState) -> dict[str, Any]:
+        """The budget ran out (or the model looped) before a boxed answer: ask for the answer
+        itself, a few tokens after the solution so far, instead of ending with none."""
+        started = time.perf_counter()
+        solution = state.get("solution", "").rstrip() + prompts.FORCED_ANSWER
+        user = prompts.solve_prompt(state["problem"]["text"], state.get("references", []))
+        try:
+            written = write(llm, system, user, solution, max_tokens=config.answer_tokens, cut=_closing_brace)
+        except LLMFailure as err:
+            steps = list(state["steps"])
+            steps[-1] = {**steps[-1], "events": [*steps[-1]["events"], f"forcing an answer failed: {err}"]}
+            return {"steps": steps}
+        steps = list(state["steps"])
+        steps[-1] = {**steps[-1], "events": [*steps[-1]["events"], "answer forced at the end of the budget"],
+                     "completion_tokens": steps[-1]["completion_tokens"] + written.usage.completion,
+                     "prompt_tokens": steps[-1]["prompt_tokens"] + written.usage.prompt,
+                     "cached_tokens": steps[-1]["cached_tokens"] + written.usage.cached,
+                     "elapsed_s": round(steps[-1]["elapsed_s"] + time.perf_counter() - started, 3)}
+        return {"steps": steps, "solution": solution + clean(written.text),
+                "tokens": state.get("tokens", 0) + written.usage.total, "forced_answer": True}
 
     def finish(state: AgentState) -> dict[str, Any]:
         answer = last_boxed(state.get("solution", ""))
@@ -275,6 +317,11 @@ def build_graph(llm: BaseChatModel, retriever: Any = None, settings: AgentConfig
             status, reason_ = "error", state.get("stop_reason") or "error"
         elif state.get("done_writing"):
             status, reason_ = "done", "answered" if answer is not None else "ended without a boxed answer"
+        elif answer is not None:  # the budget (or a loop) cut the text after its answer, or forced one
+            cause = "a loop" if state.get("looping") else over_budget(state) or "the budget"
+            status = "done"
+            forced = state.get("forced_answer")
+            reason_ = f"answer forced after {cause}" if forced else f"answered; cut by {cause}"
         else:
             status, reason_ = "budget_exhausted", over_budget(state) or "budget"
         return {"status": status, "verified": verified, "final_answer": answer, "stop_reason": reason_}
@@ -287,14 +334,16 @@ def build_graph(llm: BaseChatModel, retriever: Any = None, settings: AgentConfig
     def after_retrieve(state: AgentState) -> Literal["judge", "reason"]:
         return "judge" if state["pending"]["hits"] or state.get("steps") else "reason"
 
-    def after_reason(state: AgentState) -> Literal["compute", "retrieve", "reason", "finish"]:
+    def after_reason(state: AgentState) -> Literal["compute", "retrieve", "reason", "conclude", "finish"]:
         if state.get("status") == "error" or state.get("done_writing"):
             return "finish"
         request = state.get("request") or {}
         if request.get("kind") == "compute":
             return "compute"
-        if over_budget(state):
-            return "finish"
+        if over_budget(state) or state.get("looping"):
+            answered = last_boxed(state.get("solution", "")) is not None
+            wanted = config.force_answer and state.get("steps") and not answered
+            return "conclude" if wanted and elapsed(state) < config.max_seconds else "finish"
         if request.get("kind") == "search" or scheduled(state):
             return "retrieve" if can_retrieve(state) else "reason"
         return "reason"
@@ -312,7 +361,7 @@ def build_graph(llm: BaseChatModel, retriever: Any = None, settings: AgentConfig
 
     graph = StateGraph(AgentState)
     for name, node in (("start", start), ("retrieve", retrieve), ("judge", judge), ("reason", reason),
-                       ("compute", run_compute), ("finish", finish)):
+                       ("compute", run_compute), ("conclude", conclude), ("finish", finish)):
         graph.add_node(name, node)
     graph.add_edge(START, "start")
     graph.add_conditional_edges("start", first_move)
@@ -320,5 +369,6 @@ def build_graph(llm: BaseChatModel, retriever: Any = None, settings: AgentConfig
     graph.add_edge("judge", "reason")
     graph.add_conditional_edges("reason", after_reason)
     graph.add_edge("compute", "reason")
+    graph.add_edge("conclude", "finish")
     graph.add_edge("finish", END)
     return graph.compile(checkpointer=checkpointer, name="rader")

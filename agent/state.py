@@ -46,6 +46,8 @@ class AgentState(TypedDict, total=False):
     last_retrieval_step: int  # steps written when the last retrieval ran (for retrieve_every)
     reasks: int
     done_writing: bool  # the model ended its solution (end of text)
+    looping: bool  # the model was repeating itself when its text was cut
+    forced_answer: bool  # the answer was asked for after the budget ran out
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -77,5 +79,7 @@ class AgentConfig:
     theorem_chars: int = 300  # statement characters of a relevant theorem shown to the model
     example_chars: int = 1500  # worked-solution characters of a relevant example shown
     compute: bool = False  # tell the model it may write "Compute: <expression>" lines (sympy)
+    force_answer: bool = True  # out of budget (or looping) with no boxed answer: ask for the answer alone
+    answer_tokens: int = 40  # tokens of that forced answer
     reasks: int = 2  # re-asks after an empty or failed reply before the run errors
     compute_limits: ComputeLimits = field(default_factory=ComputeLimits)

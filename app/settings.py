@@ -107,6 +107,8 @@ class AgentSettings(Section):
     theorem_chars: int = Field(300, ge=0, description="statement characters of a theorem shown to the model")
     example_chars: int = Field(1500, ge=0, description="solution characters of an example shown")
     compute: bool = Field(False, description="let the model ask sympy with a `Compute:` line")
+    force_answer: bool = Field(True, description="out of budget without an answer: ask for it alone")
+    answer_tokens: int = Field(40, ge=1, description="tokens of that forced answer")
 
     def config(self):
         from rader.agent.state import AgentConfig

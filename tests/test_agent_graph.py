@@ -127,7 +127,8 @@ def test_compute_requests_run_sympy_and_the_model_goes_on():
 
 def test_endless_output_is_bounded():
     endless = Scripted(responses=["and then " * 50_000])
-    state = build_graph(llm=endless, retriever=None, settings=AgentConfig(solution_tokens=200)).invoke(
+    state = build_graph(llm=endless, retriever=None, settings=AgentConfig(solution_tokens=200,
+                                                                          force_answer=False)).invoke(
         {"problem": PROBLEM})
     assert state["status"] == "budget_exhausted" and len(state["solution"]) <= 210
 
@@ -259,3 +260,18 @@ def test_worked_examples_are_retrieved_judged_and_shown_but_never_the_problem_it
     assert len(state["references"]) == 1 and state["references"][0].startswith(f'<example id="{ids[0]}">')
     assert "Solution:" in state["references"][0]
     assert near_identical(target["text"], target["text"] + " ") and not near_identical("2+3?", "4+5?")
+
+
+def test_a_loop_or_an_empty_budget_ends_with_a_forced_answer():
+    """Out of budget (or repeating itself) without a boxed answer: the answer alone is asked for."""
+    loop = "We check it again: x = 2 works.\n" * 12
+    state = build_graph(llm=Scripted(responses=[loop, "2}$ and that is all."]), retriever=None).invoke(
+        {"problem": PROBLEM})
+    assert state["looping"] and state["solution"].count("We check it again") == 4  # cut at the 4th copy
+    assert state["solution"].endswith("the final answer is $\\boxed{2}")  # the forced answer, cut after }
+    assert state["final_answer"] == "2" and state["status"] == "done" and state["verified"] is False
+    assert state["stop_reason"] == "answer forced after a loop"
+    assert "answer forced" in state["steps"][-1]["events"][-1]
+    plain = build_graph(llm=Scripted(responses=[loop]), retriever=None,
+                        settings=AgentConfig(force_answer=False)).invoke({"problem": PROBLEM})
+    assert plain["status"] == "budget_exhausted" and plain["final_answer"] is None
