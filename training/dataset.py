@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 from rader.agent.records import FINISHED_STATUSES, Step, Trajectory
 from rader.retriever import Corpus, Encoder, Query, RaderError, Retriever, hash_fraction
 from rader.training.examples import Passage, TrainingExample, negative_columns, passage_text
-from rader.training.generate import PositiveContext, QueryWriter, generate_queries
+from rader.training.generate import GeneratedQuery, PositiveContext, QueryWriter, generate_queries
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +153,16 @@ def _positive_contexts(trajectory: Trajectory, step: Step,
             for theorem_id, verdict in verdicts.items() if verdict.relevant]
 
 
+def _add_generated(drafts: dict[tuple, _Draft], generated: list[GeneratedQuery]) -> None:
+    """Generated queries as drafts: the positive they were written for, their step's negatives."""
+    for item in generated:
+        key = (item.problem_id, item.query.kind, _normalise(item.query.text))
+        draft = drafts.setdefault(key, _Draft(item.query, item.problem_id))
+        draft.add({item.positive: Verdict(True, "model", None),
+                   **{t: Verdict(False, "model", None) for t in item.negatives}})
+        draft.provenance.append(item.provenance)
+
+
 def likely_positives(encoder: Encoder, rows: list[tuple[Query, list[Passage], list[Passage]]],
                       margin: float, *, show_progress: bool = False) -> list[list[bool]]:
     """Per (query, positives, candidates) row: True for candidates the encoder scores within
@@ -193,13 +203,8 @@ def build_examples(trajectories: Iterable[Trajectory], corpus: Corpus, *, miner:
     if writer is not None:
         if lexical_check is None:
             raise RaderError("generated lexical queries need a BM25 retriever to check them")
-        for generated in generate_queries(contexts, corpus.get, writer, lexical_check,
-                                          show_progress=show_progress):
-            key = (generated.problem_id, generated.query.kind, _normalise(generated.query.text))
-            draft = by_key.setdefault(key, _Draft(generated.query, generated.problem_id))
-            draft.add({generated.positive: Verdict(True, "model", None),
-                       **{t: Verdict(False, "model", None) for t in generated.negatives}})
-            draft.provenance.append(generated.provenance)
+        _add_generated(by_key, generate_queries(contexts, corpus.get, writer, lexical_check,
+                                                show_progress=show_progress))
         report.generated = writer.report.to_dict()
     drafts = [d for d in by_key.values() if d.positives]
     rows: list[tuple[_Draft, list[Passage], list[Passage], list[Passage]]] = []
