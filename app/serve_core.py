@@ -24,7 +24,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from rader.agent.records import Problem
-from rader.app.serve_render import Piece
+from rader.agent.runner import run_problem
+from rader.app.serve_render import Piece, StreamTracker
 from rader.app.serve_runs import Busy, Job, Run, RunPool
 from rader.app.settings import AgentSettings, Settings
 from rader.app.wiring import (
@@ -37,7 +38,6 @@ from rader.app.wiring import (
 from rader.retriever import QUERY_KINDS, Corpus, Hit, IndexStore, Query, RaderError, Retriever, Theorem
 
 log = logging.getLogger(__name__)
-AGENT_RETRIEVERS = ("none", "bm25", "dense", "hybrid")
 GRAPH_CACHE_SIZE = 16
 Progress = Callable[[int, int | None], None]
 
@@ -74,21 +74,25 @@ def refusal(err: Exception) -> ServeError:
 
 class RunOptions(BaseModel):
     """Per-request choices for one agent run: the ``rader`` field of a chat request, and the
-    arguments of the MCP ``solve`` tool. Unset fields keep the server's settings."""
+    arguments of the MCP ``solve`` tool. Unset fields keep the server's settings.
 
-    model_config = ConfigDict(extra="forbid")
+    Besides ``retriever`` and ``answer``, any field of the ``[agent]`` settings section may be
+    given (``max_steps``, ``max_tokens``, ``max_seconds``, ``k``, ``judge``, ``examples``, ...);
+    `AgentSettings` validates them, so a typo is refused by name. None of them names a file.
+
+    >>> RunOptions.model_validate({"retriever": "bm25", "max_steps": 4}).agent_fields()
+    {'max_steps': 4}
+    """
+
+    model_config = ConfigDict(extra="allow")
 
     retriever: Literal["none", "bm25", "dense", "hybrid"] | None = Field(
-        None, description="retriever the agent uses (none turns retrieval off)")
-    max_steps: int | None = Field(None, ge=1, le=64, description="step budget")
-    max_retrievals: int | None = Field(None, ge=0, le=64, description="retrieval budget")
-    max_tokens: int | None = Field(None, ge=1, le=1_000_000, description="token budget of the whole run")
-    max_seconds: float | None = Field(None, gt=0,
-                                      description="wall-time budget (at most serve.max_run_seconds)")
-    retrieval: Literal["every_step", "first_k", "model", "never"] | None = None
-    k: int | None = Field(None, ge=1, le=20, description="theorems retrieved and judged per retrieval")
-    judge: bool | None = Field(None, description="the self-reflective relevance check")
+        None, description="theorem retriever of the run (none: no theorems)")
     answer: str | None = Field(None, max_length=1000, description="gold answer, to verify against")
+
+    def agent_fields(self) -> dict[str, Any]:
+        """The ``[agent]`` settings this request overrides."""
+        return dict(self.model_extra or {})
 
 
 def _check_text(text: str, what: str, limit: int, param: str) -> str:
@@ -112,8 +116,8 @@ class Service:
         self._lock = threading.RLock()  # builds: two requests must not write one index at once
         self._corpus: Corpus | None = None
         self._retrievers: dict[str, Retriever] = {}
-        self._agent: AgentParts | None = None
-        self._graphs: OrderedDict[tuple[str, str], Any] = OrderedDict()
+        self._parts: OrderedDict[tuple[str, str], AgentParts] = OrderedDict()
+        self.writers: set[str] = set()  # graph nodes whose tokens are the solution (StreamTracker)
 
     # -- loaded parts ----------------------------------------------------------------------
     @property
@@ -133,36 +137,39 @@ class Service:
                     self._retrievers[kind] = retriever_from_settings(self.settings, self.corpus, kind=kind)
         return self._retrievers[kind]
 
-    def agent(self, progress: Progress | None = None) -> AgentParts:
-        """The chat model (started once) and its name; graphs are built over it per choice."""
-        if self._agent is None:
-            with self._lock:
-                if self._agent is None:
-                    self._agent = agent_from_settings(self.settings, retriever="none", progress=progress)
-        return self._agent
-
-    def graph(self, kind: str, agent: AgentSettings):
-        """A compiled agent graph for a retriever kind and budgets (a few are kept)."""
-        from rader.agent.graph import build_graph
-
+    def parts(self, kind: str, agent: AgentSettings, progress: Progress | None = None) -> AgentParts:
+        """The agent built for a theorem retriever and ``[agent]`` settings, as `rader solve` builds
+        it (a few are kept; the model server is shared by all of them)."""
         key = (kind, agent.model_dump_json())
         with self._lock:
-            if key not in self._graphs:
-                engine = None if kind == "none" else self.retriever(kind)
-                self._graphs[key] = build_graph(llm=self.agent().llm, retriever=engine,
-                                                settings=agent.config())
-                if len(self._graphs) > GRAPH_CACHE_SIZE:
-                    self._graphs.popitem(last=False)
-            self._graphs.move_to_end(key)
-            return self._graphs[key]
+            if key not in self._parts:
+                chosen = self.settings.model_copy(update={"agent": agent})
+                self._parts[key] = agent_from_settings(chosen, retriever=kind, progress=progress)
+                if len(self._parts) > GRAPH_CACHE_SIZE:
+                    self._parts.popitem(last=False)
+            self._parts.move_to_end(key)
+            return self._parts[key]
 
     def warm_up(self, progress: Progress | None = None) -> None:
-        """Load the model (``progress`` sees a first fetch's bytes) and the default retrievers now,
-        not on the first request."""
-        self.agent(progress)
+        """Load the model (``progress`` sees a first fetch's bytes), the default agent and the
+        default search retriever now, not on the first request; then `learn_writers`."""
+        self.parts(self.settings.agent.retriever, self.settings.agent, progress)
         self.retriever()
-        if self.settings.agent.retriever != "none":
-            self.graph(self.settings.agent.retriever, self.settings.agent)
+        self.learn_writers()
+
+    def learn_writers(self) -> None:
+        """One short run, stored nowhere, to learn which graph nodes write the solution, so that
+        the first request's reasoning streams token by token too (`StreamTracker`)."""
+        probe = self.settings.agent.model_copy(update={"max_steps": 1})
+        parts = self.parts("none", probe)
+        tracker = StreamTracker(self.title_of, lambda piece: None, writers=self.writers)
+        try:
+            run_problem(parts.graph, Problem("serve-warm-up", "What is 1 + 1?"), store=None,
+                        model=parts.model, retriever=parts.retriever_name,
+                        on_update=lambda node, _, trajectory: tracker.on_update(node, trajectory))
+        except Exception:  # the first runs learn it instead
+            log.warning("the warm-up run failed; the first answers stream step by step", exc_info=True)
+        log.info("nodes writing the solution: %s", sorted(self.writers))
 
     # -- retrieval -------------------------------------------------------------------------
     def title_of(self, theorem_id: str) -> str:
@@ -203,16 +210,18 @@ class Service:
     def run_settings(self, options: RunOptions) -> tuple[str, AgentSettings]:
         """The retriever kind and agent budgets a run gets: the settings with ``options`` on top."""
         base = self.settings.agent
-        chosen = options.model_dump(exclude_none=True, exclude={"retriever", "answer"})
+        chosen = options.agent_fields()
         cap = self.limits.max_run_seconds
-        if chosen.get("max_seconds", 0) > cap:
-            raise ServeError(f"max_seconds {chosen['max_seconds']:g} is over this server's limit of "
-                             f"{cap:g} s (serve.max_run_seconds)", param="rader.max_seconds")
-        chosen["max_seconds"] = min(chosen.get("max_seconds", base.max_seconds), cap)
         try:
             agent = AgentSettings.model_validate({**base.model_dump(), **chosen})
         except ValidationError as err:
-            raise ServeError(f"invalid run options: {err}") from None
+            problems = "; ".join(f"rader.{'.'.join(map(str, e['loc']))}: {e['msg']}"
+                                 for e in err.errors()[:5])
+            raise ServeError(f"invalid run options: {problems}", param="rader") from None
+        if "max_seconds" in chosen and agent.max_seconds > cap:
+            raise ServeError(f"max_seconds {agent.max_seconds:g} is over this server's limit of "
+                             f"{cap:g} s (serve.max_run_seconds)", param="rader.max_seconds")
+        agent = agent.model_copy(update={"max_seconds": min(agent.max_seconds, cap)})
         return options.retriever or base.retriever, agent
 
     def start_run(self, problem_text: str, options: RunOptions, *, emit: Callable[[Piece], None],
@@ -220,14 +229,14 @@ class Service:
         """Admit an agent run on ``problem_text`` (raises `Busy` when the pool is full)."""
         text = _check_text(problem_text, "the problem", self.limits.max_problem_chars, "messages")
         kind, agent = self.run_settings(options)
-        parts = self.agent()
+        parts = self.parts(kind, agent)
         digest = hashlib.sha1(text.encode("utf-8")).hexdigest()[:12]
         problem = Problem(id=f"{source}-{digest}", text=text, answer=options.answer, source=source)
         config = {"llm": self.settings.llm.model_dump(exclude={"api_key"}), "agent": agent.model_dump(),
                   "retriever": self.settings.retriever.model_dump(), "source": source}
-        job = Job(self.graph(kind, agent), problem, parts.model, kind, config, agent.max_seconds)
+        job = Job(parts.graph, problem, parts.model, parts.retriever_name, config, agent.max_seconds)
         return self.pool.submit(Run(job, store=self.store, title_of=self.title_of, emit=emit,
-                                    live_tokens=live_tokens))
+                                    live_tokens=live_tokens, writers=self.writers))
 
     # -- health ----------------------------------------------------------------------------
     def health(self) -> dict[str, Any]:
@@ -243,7 +252,7 @@ class Service:
         return {
             "status": "ok", "version": self.version,
             "models": [{"id": "rader-agent", "llm": llm.model, "backend": llm.backend,
-                        "loaded": self._agent is not None}],
+                        "loaded": bool(self._parts)}],
             "retrievers": {kind: {"loaded": kind in self._retrievers}
                            for kind in ("bm25", "dense", "hybrid")},
             "default_retriever": {"search": self.settings.retriever.kind,

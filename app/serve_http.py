@@ -174,8 +174,9 @@ class Metrics:
         status = run.trajectory.status if run.trajectory is not None else "error"
         self.runs.labels(status).inc()
         self.run_seconds.observe(run.seconds)
-        self.tokens.labels("prompt").inc(run.usage.prompt_tokens)
-        self.tokens.labels("completion").inc(run.usage.completion_tokens)
+        usage = run.usage
+        self.tokens.labels("prompt").inc(usage["prompt_tokens"])
+        self.tokens.labels("completion").inc(usage["completion_tokens"])
 
 
 class MetricsMiddleware:

@@ -87,8 +87,9 @@ def build_mcp(service: Service) -> MCPServer:
                 loop.call_soon_threadsafe(ended.set)
 
         try:
-            options = RunOptions(answer=answer, retriever=retriever, max_steps=max_steps,
-                                 max_seconds=max_seconds)
+            chosen = {"answer": answer, "retriever": retriever, "max_steps": max_steps,
+                      "max_seconds": max_seconds}
+            options = RunOptions.model_validate({k: v for k, v in chosen.items() if v is not None})
             run = await anyio.to_thread.run_sync(lambda: service.start_run(
                 problem, options, emit=emit, live_tokens=False, source="mcp"))
         except (RaderError, ValueError) as err:
@@ -100,7 +101,7 @@ def build_mcp(service: Service) -> MCPServer:
                 run.stop("the MCP call was cancelled")
         if run.error:
             raise ToolError(run.error)
-        return {**run.summary(), "usage": run.usage.to_dict(),
+        return {**run.summary(), "usage": run.usage,
                 "text": trajectory_text(run.trajectory, service.title_of)}
 
     return server

@@ -8,8 +8,9 @@ Server-Sent Events: each step's reasoning as it is written, then the theorems it
 the model's verdicts and its sympy checks, ending with the boxed answer. Chunks about a step carry
 ``rader: {"event": "step", "number": N, "step": {...}}``; the first carries the trajectory id, the
 last ``rader: {"event": "end", "trajectory_id", "status", "final_answer", "verified", "usage", ...}``.
-``usage`` counts every model call of the run (``stream_options.include_usage`` adds OpenAI's
-usage chunk). A client that disconnects stops its run, which is stored ``interrupted``.
+``usage`` holds the tokens the run recorded for its steps, as the model server reported them
+(``stream_options.include_usage`` adds OpenAI's usage chunk). A client that disconnects stops
+its run, which is stored ``interrupted``.
 
 Example:
     >>> from openai import OpenAI
@@ -138,9 +139,9 @@ def _is_end(piece: Piece) -> bool:
     return bool(piece.event) and piece.event.get("event") == "end"
 
 
-def _result(run: Run) -> tuple[str, dict[str, Any], dict[str, int]]:
+def _result(run: Run) -> tuple[str, dict[str, Any], dict[str, Any]]:
     status = run.trajectory.status if run.trajectory is not None else "error"
-    return FINISH_REASONS.get(status, "stop"), run.summary(), run.usage.to_dict()
+    return FINISH_REASONS.get(status, "stop"), run.summary(), run.usage
 
 
 @router.post("/chat/completions")
@@ -193,7 +194,7 @@ async def _stream(run: Run, pieces: _Pieces, include_usage: bool) -> AsyncIterat
     created = int(time.time())
 
     def chunk(delta: dict[str, Any] | None, finish: str | None = None, extra: dict[str, Any] | None = None,
-              usage: dict[str, int] | None = None) -> str:
+              usage: dict[str, Any] | None = None) -> str:
         data: dict[str, Any] = {"id": f"chatcmpl-{run.id}", "object": "chat.completion.chunk",
                                 "created": created, "model": MODEL_ID,
                                 "choices": [] if delta is None else

@@ -11,8 +11,6 @@ Example:
     >>> t = Trajectory.start(Problem("p", "1+1?"), model="m", retriever="none")
     >>> t.steps, t.final_answer, t.status = [Step(1, thought="1+1=2.")], "2", "done"
     >>> print(trajectory_text(t, str))
-    **Step 1**
-    <BLANKLINE>
     1+1=2.
     <BLANKLINE>
     **Answer:** $\\boxed{2}$ (not checked: no gold answer)
@@ -34,10 +32,6 @@ class Piece(NamedTuple):
 
     text: str = ""
     event: dict[str, Any] | None = None
-
-
-def step_header(number: int) -> str:
-    return f"**Step {number}**\n\n"
 
 
 def _verdict(judgment) -> str:
@@ -93,11 +87,12 @@ def answer_text(trajectory: Trajectory) -> str:
 
 
 def trajectory_text(trajectory: Trajectory, title_of: TitleOf) -> str:
-    """The whole run as one chat message (what a non-streaming request answers)."""
+    """The whole run as one chat message (what a non-streaming request answers): each step's
+    text, what it retrieved, judged and computed, then the answer."""
     parts = []
-    for number, step in enumerate(trajectory.steps, start=1):
+    for step in trajectory.steps:
         thought = step.thought.strip()
-        parts.append(step_header(number) + (thought + "\n\n" if thought else "") + step_notes(step, title_of))
+        parts.append((thought + "\n\n" if thought else "") + step_notes(step, title_of))
     return "".join(parts) + answer_text(trajectory)
 
 
@@ -113,34 +108,34 @@ def step_event(step: Step, number: int, title_of: TitleOf) -> dict[str, Any]:
 class StreamTracker:
     """Turns ``run_problem``'s callbacks into chat text, in order, each piece once.
 
-    Tokens stream live from the nodes seen writing steps (learned from the trajectory, so no
-    node name is assumed); until a node has written one, its tokens are not shown and its step
-    appears whole when it lands. ``emit`` receives each `Piece`.
+    Tokens stream live from the graph nodes known to write steps: ``writers``, learned from the
+    trajectory (a node whose update adds or rewrites a step's text), so no node name is assumed;
+    share one set between trackers and every run after the first streams live. Tokens of other
+    nodes (query writing, relevance verdicts) are never shown, and a step written by a node not
+    yet known appears whole when it lands. ``emit`` receives each `Piece`.
     """
 
-    def __init__(self, title_of: TitleOf, emit: Callable[[Piece], None], *, live_tokens: bool = True) -> None:
+    def __init__(self, title_of: TitleOf, emit: Callable[[Piece], None], *, live_tokens: bool = True,
+                 writers: set[str] | None = None) -> None:
         self.title_of, self.emit, self.live_tokens = title_of, emit, live_tokens
-        self._writers: set[str] = set()
+        self.writers = writers if writers is not None else set()
         self._shown: list[_Shown] = []  # one per landed step, by position
         self._thoughts: list[str] = []  # each landed step's thought as last seen
-        self._draft_open = False  # a step header is out and its tokens are streaming
+        self._draft_open = False  # tokens are streaming that no landed step holds yet
 
     def on_token(self, node: str, text: str) -> None:
-        if not (self.live_tokens and node in self._writers and text):
-            return
-        if not self._draft_open:
+        if self.live_tokens and node in self.writers and text:
             self._draft_open = True
-            text = step_header(len(self._shown) + 1) + text
-        self.emit(Piece(text))
+            self.emit(Piece(text))
 
     def on_update(self, node: str, trajectory: Trajectory) -> None:
         steps = trajectory.steps
         landed = len(steps) > len(self._shown) or any(
             step.thought != old for step, old in zip(steps, self._thoughts, strict=False))
         if landed and node:
-            self._writers.add(node)
+            self.writers.add(node)
         streamed = self._draft_open  # the tokens just streamed are the text of the steps landing now
-        if self._draft_open and (landed or node in self._writers):
+        if self._draft_open and (landed or node in self.writers):
             self._draft_open = False  # landed, or that call's text did not become a step
             self.emit(Piece("\n\n"))
         for number, step in enumerate(steps, start=1):
@@ -149,10 +144,8 @@ class StreamTracker:
             if new:
                 self._shown.append(_Shown())
                 thought = step.thought.strip()
-                if not (streamed and landed) and thought:
-                    text = step_header(number) + thought + "\n\n"
-                elif not streamed:
-                    text = step_header(number)
+                if thought and not (streamed and landed):
+                    text = thought + "\n\n"
             text += step_notes(step, self.title_of, self._shown[number - 1])
             if new or text:
                 self.emit(Piece(text, step_event(step, number, self.title_of)))

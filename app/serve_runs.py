@@ -3,7 +3,8 @@
 `RunPool.submit` admits a `Run` if a slot or a queue place is free and raises `Busy` (HTTP 429)
 otherwise. Each run streams the graph through `rader.agent.runner.run_problem`, so it lands in the
 trajectory store like a `rader solve` run; `Run.stop` (a client gone, SIGTERM) makes the next
-callback raise `RunStopped`, and the runner stores the run ``interrupted``. Every `Piece` of chat
+token or node update end the run (a model call in flight is cut), and the runner stores it
+``interrupted``. Every `Piece` of chat
 text goes to the run's ``emit``; the last one carries ``{"event": "end"}``.
 
 Example:
@@ -31,7 +32,7 @@ from rader.app.serve_render import Piece, StreamTracker, TitleOf
 from rader.retriever import RaderError
 
 log = logging.getLogger(__name__)
-OVERRUN_GRACE_S = 30.0  # a run this far past its own time budget is stopped from outside
+OVERRUN_GRACE = (0.25, 30.0)  # a run past its time budget by a quarter of it (at most 30 s) is cut
 QUEUE_POLL_S = 0.1  # how often a queued run checks whether its client gave up
 
 
@@ -39,37 +40,35 @@ class Busy(RaderError):
     """Every run slot and queue place is taken, or the server is shutting down (HTTP 429)."""
 
 
-class TokenUsage(BaseCallbackHandler):
-    """The prompt and completion tokens of every model call in a run, as the model reported them.
+class _Cut(BaseException):
+    """Raised inside a model call, from its token callback, to end a stopped run's call at once.
 
-    A LangChain callback, so it counts whatever chat model the graph calls, streamed or not.
+    A BaseException: the graph turns a failed call (an ``Exception``) into a recorded event and
+    goes on, so a stop must not look like one; the runner stores the run ``interrupted``.
     """
 
-    def __init__(self) -> None:
-        self.prompt_tokens = 0
-        self.completion_tokens = 0
-        self.calls = 0
-        self._lock = threading.Lock()
 
-    def on_llm_end(self, response: Any, **kwargs: Any) -> None:
-        prompt = completion = 0
-        for generations in response.generations:
-            for generation in generations:
-                usage = getattr(getattr(generation, "message", None), "usage_metadata", None) or {}
-                prompt += int(usage.get("input_tokens", 0))
-                completion += int(usage.get("output_tokens", 0))
-        if not prompt + completion:  # a model that reports usage only in llm_output
-            usage = (response.llm_output or {}).get("token_usage") or {}
-            prompt, completion = int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0))
-        with self._lock:
-            self.prompt_tokens += prompt
-            self.completion_tokens += completion
-            self.calls += 1
+class _StopInCall(BaseCallbackHandler):
+    """A LangChain callback (so any chat model) that cuts the model's stream when the run stops:
+    closing the stream stops the server's generation, and the run ends within a token."""
 
-    def to_dict(self) -> dict[str, int]:
-        """OpenAI's ``usage`` object."""
-        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
-                "total_tokens": self.prompt_tokens + self.completion_tokens}
+    raise_error = True
+
+    def __init__(self, run: Run) -> None:
+        self.run = run
+
+    def on_llm_new_token(self, token: str, **kwargs: Any) -> None:
+        self.run.check(_Cut)
+
+
+def usage_of(trajectory: Trajectory | None) -> dict[str, Any]:
+    """OpenAI's ``usage`` from the tokens the run recorded for its steps (what the store holds)."""
+    steps = trajectory.steps if trajectory is not None else []
+    prompt = sum(step.prompt_tokens for step in steps)
+    completion = sum(step.completion_tokens for step in steps)
+    cached = sum(getattr(step, "cached_tokens", 0) for step in steps)
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
+            "prompt_tokens_details": {"cached_tokens": cached}}
 
 
 class Job(NamedTuple):
@@ -87,11 +86,11 @@ class Run:
     """One agent run, from admission to its stored trajectory."""
 
     def __init__(self, job: Job, *, store: TrajectoryStore, title_of: TitleOf,
-                 emit: Callable[[Piece], None], live_tokens: bool = True) -> None:
+                 emit: Callable[[Piece], None], live_tokens: bool = True,
+                 writers: set[str] | None = None) -> None:
         self.id = uuid.uuid4().hex  # the trajectory id, known before the run starts
         self.job, self.store, self.emit = job, store, emit
-        self.tracker = StreamTracker(title_of, self._emit, live_tokens=live_tokens)
-        self.usage = TokenUsage()
+        self.tracker = StreamTracker(title_of, self._emit, live_tokens=live_tokens, writers=writers)
         self.state = "queued"  # queued, running, finished
         self.trajectory: Trajectory | None = None
         self.error: str | None = None
@@ -125,26 +124,31 @@ class Run:
         except RuntimeError:  # the consumer's event loop is closed: nobody is listening any more
             self.stop("the client is gone")
 
-    def _check(self) -> None:
-        if self._stop.is_set():
-            raise RunStopped(self.stop_reason)
+    def check(self, stopped: type[BaseException] = RunStopped) -> None:
+        """Raise ``stopped`` if the run was asked to stop or is far past its time budget."""
         if time.monotonic() > self._deadline:
             self.stop(f"over its wall-time budget ({self.job.max_seconds:g} s)")
-            raise RunStopped(self.stop_reason)
+        if self._stop.is_set():
+            raise stopped(self.stop_reason)
+
+    @property
+    def usage(self) -> dict[str, Any]:
+        return usage_of(self.trajectory)
 
     def _on_update(self, node: str, values: dict[str, Any], trajectory: Trajectory) -> None:
         self.trajectory = trajectory
         self.tracker.on_update(node, trajectory)
-        self._check()
+        self.check()
 
     def _on_token(self, node: str, text: str) -> None:
         self.tracker.on_token(node, text)
-        self._check()
+        self.check()
 
     def execute(self) -> None:
         """Run the job here and now (the pool calls this in a worker thread)."""
         started = time.monotonic()
-        self._deadline = started + self.job.max_seconds + OVERRUN_GRACE_S
+        share, most = OVERRUN_GRACE
+        self._deadline = started + self.job.max_seconds + min(share * self.job.max_seconds, most)
         job = self.job
         try:
             if self._stop.is_set():
@@ -154,9 +158,9 @@ class Run:
             self.trajectory = run_problem(
                 job.graph, job.problem, store=self.store, model=job.model, retriever=job.retriever,
                 config=job.config, on_update=self._on_update, on_token=self._on_token,
-                graph_config={"callbacks": [self.usage]}, trajectory_id=self.id)
+                graph_config={"callbacks": [_StopInCall(self)]}, trajectory_id=self.id)
             self.tracker.finish(self.trajectory)
-        except RunStopped:
+        except (RunStopped, _Cut):
             self.trajectory = self.trajectory or self.store.get(self.id)
             self.tracker.finish(self.trajectory)
         except Exception as err:  # a bug or a backend failure: the client gets the message, the log the trace

@@ -12,7 +12,7 @@
   the same problem and model through ``run_problem`` with a token callback, which is what
   `rader solve` runs (in this process, so neither side pays process start or model loading);
   alternating, the median of ``--chat-reps`` each (target: ratio at least 0.95). Token counts
-  come from the model's own usage reports (LangChain callbacks) on both sides.
+  are those the run records for its steps, on both sides.
 * Three concurrent streamed runs of different problems (llama.cpp with three slots): each stream
   must carry only its own chunk ids and its own stored problem; aggregate tokens/s against one
   stream's.
@@ -158,18 +158,20 @@ async def stream_run(http: httpx.AsyncClient, url: str, problem: str, options: d
 
 
 def api_run(parts, problem: str) -> dict[str, Any]:
+    """The run as `rader solve` makes it: ``run_problem`` with node and token callbacks."""
     from rader.agent.records import Problem
     from rader.agent.runner import run_problem
-    from rader.app.serve_runs import TokenUsage
+    from rader.app.serve_runs import usage_of
 
-    usage, pieces = TokenUsage(), []
+    pieces: list[str] = []
     started = time.perf_counter()
     trajectory = run_problem(parts.graph, Problem("bench", problem), store=None, model=parts.model,
                              retriever=parts.retriever_name, on_token=lambda node, text: pieces.append(text),
-                             on_update=lambda node, values, t: None, graph_config={"callbacks": [usage]})
+                             on_update=lambda node, values, t: None)
     wall = time.perf_counter() - started
-    return {"wall_s": wall, "completion_tokens": usage.completion_tokens,
-            "total_tokens": usage.prompt_tokens + usage.completion_tokens, "steps": len(trajectory.steps),
+    usage = usage_of(trajectory)
+    return {"wall_s": wall, "completion_tokens": usage["completion_tokens"],
+            "total_tokens": usage["total_tokens"], "steps": len(trajectory.steps),
             "status": trajectory.status}
 
 

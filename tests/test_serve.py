@@ -40,9 +40,10 @@ RUN_TIMEOUT_S = 240  # a few short SmolLM2 steps on a busy machine
 KEY = "test-key-0123456789"
 LONG_PROBLEM = "Prove that there are infinitely many prime numbers."  # SmolLM2 never boxes an answer
 SHORT = {"max_steps": 1}
-# short model calls: the agent's per-call completion budget (its name moves with the agent's design)
-SHORT_CALLS = {f"RADER_AGENT__{name.upper()}": "48" for name in ("step_tokens", "solution_tokens")
-               if name in AgentSettings.model_fields}
+# short model calls: the agent's completion budget (its name moves with the agent's design)
+BUDGETS = [name for name in ("step_tokens", "solution_tokens") if name in AgentSettings.model_fields]
+SHORT_CALLS = {f"RADER_AGENT__{name.upper()}": "48" for name in BUDGETS}
+LONG_RUN = {"max_steps": 64, "max_seconds": 280, **dict.fromkeys(BUDGETS, 4000)}  # stopped long before
 
 
 class Server:
@@ -175,9 +176,10 @@ def test_chat_with_the_openai_client_runs_the_agent_and_stores_the_run(client, s
     assert content.endswith(answer_text(stored))  # ends with the boxed answer (or why there is none)
     assert stored.steps[0].thought.strip() in content
     assert reply.choices[0].finish_reason == {"done": "stop", "error": "stop"}.get(stored.status, "length")
-    usage = reply.usage
-    assert usage.prompt_tokens > 0 and usage.completion_tokens > 0
-    assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
+    usage = reply.usage  # the tokens the run recorded, as the model server reported them
+    assert usage.prompt_tokens == sum(step.prompt_tokens for step in stored.steps)
+    assert usage.completion_tokens == sum(step.completion_tokens for step in stored.steps) > 0
+    assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens == stored.tokens
 
 
 def test_streaming_with_the_openai_client(client, server):
@@ -195,15 +197,18 @@ def test_streaming_with_the_openai_client(client, server):
     assert end.model_extra["rader"]["event"] == "end" and end.choices[0].finish_reason in ("stop", "length")
     assert end.model_extra["rader"]["status"] == stored.status != "running"
     assert content.endswith(answer_text(stored))
-    headers = re.findall(r"\*\*Step (\d+)\*\*", content)
-    assert sorted(set(map(int, headers))) == list(range(1, len(stored.steps) + 1))
+    before_first_step = next(i for i, c in enumerate(chunks) if rader_event(c).get("event") == "step")
+    live = [c for c in chunks[1:before_first_step] if c.choices and c.choices[0].delta.content]
+    assert len(live) >= 2  # the reasoning arrived token by token, before its step was recorded
+    assert "".join(c.choices[0].delta.content for c in live).strip().startswith(stored.steps[0].thought[:20])
     steps = [rader_event(c) for c in chunks if rader_event(c).get("event") == "step"]
     assert steps and steps[-1]["step"]["thought"] == stored.steps[-1].thought
     assert usage_chunk.choices == [] and usage_chunk.usage.completion_tokens > 0
     usage = usage_chunk.usage
-    assert end.model_extra["rader"]["usage"] == {
-        "prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
-        "total_tokens": usage.total_tokens}
+    reported = end.model_extra["rader"]["usage"]
+    assert (reported["prompt_tokens"], reported["completion_tokens"], reported["total_tokens"]) == (
+        usage.prompt_tokens, usage.completion_tokens, usage.total_tokens)
+    assert usage.completion_tokens == sum(step.completion_tokens for step in stored.steps)
 
 
 def test_a_streamed_run_with_retrieval_shows_theorems_and_verdicts(client, server):
@@ -232,7 +237,7 @@ def test_chat_openai_from_langchain_streaming_and_not(server):
     message = llm.invoke("What is $10 - 3$?")
     stored = server.stored(message.response_metadata["id"].removeprefix("chatcmpl-"))
     assert stored.problem.text == "What is $10 - 3$?" and message.content.endswith(answer_text(stored))
-    assert message.usage_metadata["output_tokens"] > 0 and message.usage_metadata["input_tokens"] > 0
+    assert message.usage_metadata["output_tokens"] == sum(s.completion_tokens for s in stored.steps) > 0
     chunks = list(llm.stream("What is $6 + 9$?"))
     streamed = "".join(chunk.content for chunk in chunks)
     latest = server.stored(server.store.list(limit=1)[0]["id"])
@@ -242,11 +247,14 @@ def test_chat_openai_from_langchain_streaming_and_not(server):
 
 def test_a_run_keeps_to_the_wall_time_budget_it_asked_for(client, server):
     reply = client.chat.completions.create(
-        model="rader-agent", extra_body={"rader": {"max_steps": 64, "max_seconds": 1}},
+        model="rader-agent", extra_body={"rader": {**LONG_RUN, "max_seconds": 1}},
         messages=[{"role": "user", "content": LONG_PROBLEM}])
-    stored = server.stored(reply.model_extra["rader"]["trajectory_id"])
-    assert stored.status == "budget_exhausted" and "max_seconds" in stored.config["stop_reason"]
+    extra = reply.model_extra["rader"]
+    stored = server.stored(extra["trajectory_id"])
     assert stored.config["agent"]["max_seconds"] == 1 and len(stored.steps) < 64
+    # the graph's own budget between steps, or the service's cut in the middle of a model call
+    assert (stored.status == "budget_exhausted" and "max_seconds" in stored.config["stop_reason"]) or (
+        stored.status == "interrupted" and "wall-time budget" in extra["stop_reason"])
     assert reply.choices[0].finish_reason == "length" and "**No answer**" in reply.choices[0].message.content
 
 
@@ -330,7 +338,7 @@ def test_full_slots_and_queue_answer_429_and_a_disconnect_interrupts_its_run(ser
     """Three slots (llm.parallel) and one queue place: a fifth run is refused; the four clients
     then hang up, and every run that had started is stored interrupted."""
     body = {"model": "rader-agent", "stream": True, "messages": [{"role": "user", "content": LONG_PROBLEM}],
-            "rader": {"max_steps": 64, "max_seconds": 280}}
+            "rader": LONG_RUN}
     url = f"{server.url}/v1/chat/completions"
     http = httpx.Client(timeout=RUN_TIMEOUT_S)
     streams, readers, ids = [], [], []  # a reader dropped half-read would close its connection
@@ -497,7 +505,7 @@ def test_metrics_are_prometheus_text(server, client):
     assert value("rader_http_request_duration_seconds_count", route="/retrieve") >= 1
     assert value("rader_retrieval_queries_total", retriever="bm25") >= 3
     assert value("rader_tokens_total", kind="completion") > 0
-    assert value("rader_tokens_total", kind="prompt") > 0
+    assert any(s.name == "rader_tokens_total" and s.labels["kind"] == "prompt" for s in samples)
     assert value("rader_runs_total", status=reply.model_extra["rader"]["status"]) >= 1
     assert families["rader_runs_in_flight"].type == "gauge" and value("rader_run_duration_seconds_count") >= 1
     assert families["rader_http_request_duration_seconds"].type == "histogram"
@@ -573,7 +581,7 @@ def test_sigterm_stops_runs_in_flight_and_stores_them_interrupted(server):
     """With serve.drain_seconds = 0 a SIGTERM stops the runs at once: their streams end properly,
     saying so, and the store holds them ``interrupted``; none stays ``running``."""
     body = {"model": "rader-agent", "stream": True, "messages": [{"role": "user", "content": LONG_PROBLEM}],
-            "rader": {"max_steps": 64, "max_seconds": 280}}
+            "rader": LONG_RUN}
     url = f"{server.url}/v1/chat/completions"
     with httpx.stream("POST", url, json=body, timeout=RUN_TIMEOUT_S) as response:
         events = sse_events(response)
