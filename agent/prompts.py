@@ -10,6 +10,7 @@ close the tag or pass for instructions.
 from __future__ import annotations
 
 import html
+import re
 
 SOLVE_SYSTEM = "Please reason step by step, and put your final answer within \\boxed{}."
 
@@ -48,17 +49,26 @@ def solve_system(*, search: bool = False, compute: bool = False) -> str:
     return SOLVE_SYSTEM + (SEARCH_TOOL if search else "") + (COMPUTE_TOOL if compute else "")
 
 
+_TAG = re.compile(r"<(?=\s*/?\s*(?:theorem|example)\b)", re.I)
+
+
+def inert(text: str) -> str:
+    """Text that cannot open or close a ``<theorem>`` or ``<example>`` tag: only the ``<`` of
+    such a tag is escaped, so the mathematics (``a < b``, LaTeX's ``&``) reads as written."""
+    return _TAG.sub("&lt;", text)
+
+
 def quote_theorem(theorem_id: str, title: str, text: str) -> str:
-    """A theorem as inert data: markup escaped so its text cannot close the tag or add tags."""
-    body = f"{html.escape(title)}: {html.escape(text)}" if text else html.escape(title)
+    """A theorem as inert data: its text cannot close the tag or add tags."""
+    body = f"{inert(title)}: {inert(text)}" if text else inert(title)
     return f'<theorem id="{html.escape(theorem_id, quote=True)}">{body}</theorem>'
 
 
 def quote_example(example_id: str, problem: str, solution: str | None = None) -> str:
     """A worked example (a solved problem) as inert data; without ``solution``, the problem alone."""
-    body = f"Problem: {html.escape(problem)}"
+    body = f"Problem: {inert(problem)}"
     if solution is not None:
-        body += f"\nSolution: {html.escape(solution)}"
+        body += f"\nSolution: {inert(solution)}"
     return f'<example id="{html.escape(example_id, quote=True)}">\n{body}\n</example>'
 
 
