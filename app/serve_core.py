@@ -141,14 +141,16 @@ class Service:
         """The agent built for a theorem retriever and ``[agent]`` settings, as `rader solve` builds
         it (a few are kept; the model server is shared by all of them)."""
         key = (kind, agent.model_dump_json())
-        with self._lock:
-            if key not in self._parts:
-                chosen = self.settings.model_copy(update={"agent": agent})
-                self._parts[key] = agent_from_settings(chosen, retriever=kind, progress=progress)
-                if len(self._parts) > GRAPH_CACHE_SIZE:
-                    self._parts.popitem(last=False)
-            self._parts.move_to_end(key)
-            return self._parts[key]
+        built = self._parts.get(key)  # built: no waiting behind another choice's build
+        if built is None:
+            with self._lock:
+                if key not in self._parts:
+                    chosen = self.settings.model_copy(update={"agent": agent})
+                    self._parts[key] = agent_from_settings(chosen, retriever=kind, progress=progress)
+                    if len(self._parts) > GRAPH_CACHE_SIZE:  # the oldest build goes
+                        self._parts.popitem(last=False)
+                built = self._parts[key]
+        return built
 
     def warm_up(self, progress: Progress | None = None) -> None:
         """Load the model (``progress`` sees a first fetch's bytes), the default agent and the
