@@ -156,8 +156,12 @@ config = AgentConfig(retrieve_before=False, retrieve_every=1, max_retrievals=100
                      write_query=False, k=1)
 graph = build_graph(llm=llm, retriever=bm25, settings=config)
 store = TrajectoryStore(sys.argv[2] + "/trajectories.db")
-run_problem(graph, Problem("kill", "Count slowly from one to one hundred, one number per paragraph."),
-            store=store, model="smollm2", retriever="bm25")
+# SmolLM2 writes this one in several paragraphs; runs follow each other until the kill lands
+# inside one, whatever the machine's speed
+problem = ("A train travels 60 km in 1.5 hours, then 40 km in 0.5 hours. What is its average speed? "
+           "Check the answer a second way.")
+for attempt in range(50):
+    run_problem(graph, Problem(f"kill-{attempt}", problem), store=store, model="smollm2", retriever="bm25")
 """
 
 
@@ -171,15 +175,15 @@ def test_sigkill_keeps_finished_steps_and_a_sound_database(tmp_path, smollm_path
         time.sleep(0.5)
         if db_path.exists():
             with sqlite3.connect(db_path) as db:
-                row = db.execute("SELECT steps FROM trajectories").fetchone()
-                steps = row[0] if row else 0
+                row = db.execute("SELECT id, steps FROM trajectories WHERE status = 'running'").fetchone()
+                killed, steps = row or (None, 0)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
-    assert steps >= 2, "the run never wrote two steps"
+    assert steps >= 2, "no run wrote two steps"
     with sqlite3.connect(db_path) as db:
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     store = TrajectoryStore(db_path)
     assert store.interrupted_on_open == 1
-    trajectory = store.get(store.list()[0]["id"])
+    trajectory = store.get(killed)
     assert trajectory.status == "interrupted" and len(trajectory.steps) >= 2
     assert all(step.thought for step in trajectory.steps)

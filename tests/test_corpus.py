@@ -99,8 +99,8 @@ def test_corpus_store_add_list_load(tmp_path, shared_data):
     store = CorpusStore(tmp_path)
     report = store.add(shared_data / "theorems" / "theoremqa_theorems.jsonl", "tqa")
     assert report.kept == 354
-    assert store.names() == ["builtin", "tqa"]
-    assert {i.name: i.size for i in store.list()}["tqa"] == 354
+    assert store.names() == ["builtin", "math-train", "tqa"]  # the built-ins, then what was added
+    assert {i.name: (i.kind, i.size) for i in store.list()}["tqa"] == ("theorems", 354)
     merged = store.load_many(["builtin", "tqa"])
     assert len(merged) == len(store.load("builtin")) + 354
     with pytest.raises(RaderError, match="unknown corpus 'nope'"):
@@ -114,7 +114,7 @@ def test_corpus_store_skip_mode_stores_only_valid_lines(tmp_path):
     store = CorpusStore(tmp_path / "home")
     with pytest.raises(RaderError, match=r"c\.jsonl:2"):
         store.add(path, "mine")
-    assert store.names() == ["builtin"]  # nothing half-stored
+    assert store.names() == ["builtin", "math-train"]  # only the built-ins: nothing half-stored
     report = store.add(path, "mine", errors="skip")
     assert (report.kept, len(report.rejected)) == (2, 1)
     assert store.load("mine").ids == ["a", "b"]

@@ -30,7 +30,7 @@ def harvest_env(home, smollm_path, tmp_path, monkeypatch):
     problems = tmp_path / "problems.jsonl"
     problems.write_text("".join(json.dumps(p) + "\n" for p in PROBLEMS))
     for key, value in {"LLM__MODEL": str(smollm_path), "LLM__CONTEXT": "2048", "AGENT__MAX_STEPS": "2",
-                       "AGENT__STEP_TOKENS": "48", "AGENT__K": "2", "AGENT__RETRIEVER": "bm25"}.items():
+                       "AGENT__SOLUTION_TOKENS": "96", "AGENT__K": "2", "AGENT__RETRIEVER": "bm25"}.items():
         monkeypatch.setenv(f"RADER_{key}", value)
     return problems
 

@@ -61,7 +61,7 @@ def server(tmp_path_factory, smollm_path, artifacts):
         **os.environ, "RADER_HOME": str(home), "RADER_CONFIG": str(home / "none.toml"),
         "RADER_LLM__MODEL": str(smollm_path), "RADER_LLM__CONTEXT": "2048", "RADER_LLM__PARALLEL": "3",
         "RADER_AGENT__RETRIEVER": "bm25", "RADER_AGENT__MAX_STEPS": "1", "RADER_AGENT__K": "1",
-        "RADER_AGENT__STEP_TOKENS": "48", "GRADIO_ANALYTICS_ENABLED": "False",
+        "RADER_AGENT__SOLUTION_TOKENS": "48", "GRADIO_ANALYTICS_ENABLED": "False",
     }
     log = artifacts / "ui" / "server.log"
     log.parent.mkdir(exist_ok=True)

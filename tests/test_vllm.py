@@ -126,7 +126,7 @@ def main(model, home, out, threads):
     check("judge", judge)
 
     def graph():
-        graph = build_graph(llm=llm, retriever=None, settings=AgentConfig(max_steps=1, step_tokens=24))
+        graph = build_graph(llm=llm, retriever=None, settings=AgentConfig(max_steps=1, solution_tokens=24))
         state = graph.invoke({"problem": {"id": "p", "text": "What is 2 + 3?", "answer": "5"}})
         return {"status": state["status"], "steps": len(state["steps"])}
     check("graph", graph)
