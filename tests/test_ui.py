@@ -57,8 +57,8 @@ def server(tmp_path_factory, smollm_path, artifacts):
         pytest.fail("the browser tests need Debian's chromium: apt-get install chromium")
     home = tmp_path_factory.mktemp("ui") / "home"
     port = free_port()
-    env = {
-        **os.environ, "RADER_HOME": str(home), "RADER_CONFIG": str(home / "none.toml"),
+    env = {  # the home's own config.toml (none): the settings below are all there is
+        **{k: v for k, v in os.environ.items() if not k.startswith("RADER_")}, "RADER_HOME": str(home),
         "RADER_LLM__MODEL": str(smollm_path), "RADER_LLM__CONTEXT": "2048", "RADER_LLM__PARALLEL": "3",
         "RADER_AGENT__RETRIEVER": "bm25", "RADER_AGENT__MAX_STEPS": "1", "RADER_AGENT__K": "1",
         "RADER_AGENT__SOLUTION_TOKENS": "48", "GRADIO_ANALYTICS_ENABLED": "False",
