@@ -8,13 +8,12 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from rader.app.cli_options import HeldOutByOpt, HeldOutFractionOpt, held_out_from
+from rader.app.terminal import console
 
-console = Console()
 dataset_app = typer.Typer(help="Turn stored trajectories into retriever training data.", no_args_is_help=True)
 
 

@@ -56,10 +56,16 @@ def test_a_run_retrieves_judges_reasons_and_finishes(smol_llm, bm25):
 
 
 def test_budgets_end_the_run_cleanly(smol_llm, bm25):
-    state = build_graph(llm=smol_llm, retriever=None, settings=AgentConfig(solution_tokens=16)).invoke(
-        {"problem": PROBLEM})
+    state = build_graph(llm=smol_llm, retriever=None, settings=AgentConfig(
+        solution_tokens=16, force_answer=False)).invoke({"problem": PROBLEM})
     assert state["status"] == "budget_exhausted" and 1 <= state["solution_tokens"] <= 17
-    assert state["stop_reason"] == "solution_tokens (16)"
+    assert state["stop_reason"] == "solution_tokens (16)" and state["final_answer"] is None
+    forced = build_graph(llm=smol_llm, retriever=None, settings=AgentConfig(solution_tokens=16)).invoke(
+        {"problem": PROBLEM})  # by default the model is then asked for its answer, in a few tokens
+    assert forced["forced_answer"]
+    assert "answer forced at the end of the budget" in forced["steps"][-1]["events"]
+    assert (forced["status"], forced["stop_reason"]) in (
+        ("done", "answer forced after solution_tokens (16)"), ("budget_exhausted", "solution_tokens (16)"))
     no_retrieval = build_graph(llm=smol_llm, retriever=bm25, settings=AgentConfig(
         solution_tokens=16, max_retrievals=0)).invoke({"problem": PROBLEM})
     assert no_retrieval["steps"][0]["queries"] == [] and no_retrieval["references"] == []

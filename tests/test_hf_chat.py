@@ -30,7 +30,8 @@ def test_streams_tokens(hf_llm):
 
 
 def test_graph_runs_on_the_transformers_backend(hf_llm):
-    state = build_graph(llm=hf_llm, retriever=None, settings=AgentConfig(max_steps=1, solution_tokens=24)).invoke(
+    settings = AgentConfig(max_steps=1, solution_tokens=24)
+    state = build_graph(llm=hf_llm, retriever=None, settings=settings).invoke(
         {"problem": {"id": "p", "text": "What is 2 + 3?", "answer": "5"}})
     assert state["status"] in ("done", "budget_exhausted") and len(state["steps"]) == 1
 

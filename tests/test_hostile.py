@@ -188,6 +188,15 @@ def test_solve_prints_hostile_model_and_problem_text_as_text(capsys, home, scrip
     assert [row["status"] for row in rows] == ["done"]  # the answer's rendering did not change the run
 
 
+def test_harvest_prints_a_hostile_file_name_as_text(capsys, home, scripted_llm, tmp_path):
+    problems = tmp_path / "[bold][blink]problems.jsonl"  # markup, were it read as such
+    problems.write_text(json.dumps({"id": "h1", "text": "What is 2 + 3?", "answer": "5"}) + "\n")
+    code, out, err = rader(capsys, "--no-progress", "harvest", "--problems", str(problems),
+                           "--retriever", "bm25")
+    assert code == 0, err
+    assert "[bold][blink]problems.jsonl" in out.replace("\n", "") and "ran" in out
+
+
 def test_a_failing_display_never_changes_a_stored_run(home, scripted_llm):
     from rader.agent.records import Problem
     from rader.agent.runner import run_problem

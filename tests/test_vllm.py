@@ -120,9 +120,9 @@ def main(model, home, out, threads):
 
     def judge():
         theorems = [Theorem("vieta", "Vieta's formulas", "The roots of ax^2+bx+c=0 sum to -b/a.")]
-        judgments, tokens, events = judge_hits(llm, "Find the sum of the roots of x^2 - 5x + 6 = 0.", [],
+        judgments, usage, events = judge_hits(llm, "Find the sum of the roots of x^2 - 5x + 6 = 0.", [],
                                                theorems, AgentConfig())
-        return {"judgments": [j.to_dict() for j in judgments], "tokens": tokens, "events": events}
+        return {"judgments": [j.to_dict() for j in judgments], "tokens": usage.total, "events": events}
     check("judge", judge)
 
     def graph():
