@@ -9,6 +9,7 @@ Example:
 from rader.agent.graph import build_graph
 from rader.agent.llm import LLMConfig, chat_model
 from rader.agent.models import CATALOG, DEFAULT_MODEL, fetch, resolve_model
+from rader.agent.problems import load_problems
 from rader.agent.protocol import find_request, last_boxed, paragraphs, parse_query, parse_verdict
 from rader.agent.records import Judgment, Problem, Step, ToolCall, Trajectory
 from rader.agent.sandbox import ComputeLimits, compute, verify_answer
@@ -35,6 +36,7 @@ __all__ = [
     "fetch",
     "find_request",
     "last_boxed",
+    "load_problems",
     "paragraphs",
     "parse_query",
     "parse_verdict",

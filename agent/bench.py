@@ -12,13 +12,10 @@
 
 from __future__ import annotations
 
-import json
 import math
-import random
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 from rader.agent.batch import Job, run_jobs
@@ -106,34 +103,6 @@ def bench_judge(llm, pairs: list[tuple[str, str, bool]], corpus: Corpus, config:
     report = JudgeReport(len(rows), config.judge_threshold, config.judge_top_threshold, round(tpr, 3),
                          round(tnr, 3), round(accuracy, 3), round(seconds, 2), round(win, 3), calibrated)
     return report, rows
-
-
-def load_problems(path: str | Path, limit: int | None, *, shuffle_seed: int | None = None,
-                  levels: set[int] | None = None,
-                  where: Callable[[dict], bool] | None = None) -> list[Problem]:
-    """Problems from a JSON Lines file (of ``levels`` only and rows ``where`` accepts, when
-    given); the first ``limit``, or ``limit`` drawn with a seed. Rows that name a ``picture``
-    (TheoremQA's figures, which the data does not include) are left out: the agent reads text."""
-    path = Path(path)
-    if not path.is_file():
-        raise RaderError(f"problems file not found: {path}")
-    problems = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            problem = Problem.from_dict(row)
-        except (ValueError, KeyError, TypeError):
-            raise RaderError(f"{path}:{number}: not a problem object with id and text") from None
-        if row.get("picture") or (levels and row.get("level") not in levels) or (where and not where(row)):
-            continue
-        problems.append(problem)
-        if limit and len(problems) >= limit and shuffle_seed is None:
-            break
-    if shuffle_seed is not None:
-        random.Random(shuffle_seed).shuffle(problems)
-    return problems[:limit] if limit else problems
 
 
 AGENT_MODES = ("bare", "none", "theorems", "examples", "both", "gold")

@@ -11,7 +11,7 @@ import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 from rich.table import Table
 
-from rader.app.cli_options import HeldOutByOpt, HeldOutFractionOpt, held_out_from
+from rader.app.cli_options import HeldOutByOpt, HeldOutFractionOpt, held_out_from, parse_levels
 from rader.app.terminal import console
 from rader.app.wiring import agent_name
 from rader.retriever import RaderError, register_encoder, registered_encoders
@@ -206,9 +206,10 @@ def register(app: typer.Typer, settings_for) -> None:
         out: Annotated[Path | None, typer.Option(help="write the report and every judgment as JSON")] = None,
     ) -> None:
         """Score the self-reflective judge: gold theorem vs BM25's best wrong theorem per question."""
-        from rader.agent.bench import bench_judge, judge_pairs, load_problems, report_dict
+        from rader.agent.bench import bench_judge, judge_pairs, report_dict
         from rader.agent.llm import chat_model
         from rader.agent.models import resolve_model
+        from rader.agent.problems import load_problems
         from rader.retriever import load_qrels, open_retriever, read_corpus
 
         settings = settings_for(ctx, llm={"model": model} if model else None)
@@ -258,7 +259,8 @@ def register(app: typer.Typer, settings_for) -> None:
         Every mode runs on the same problems, problem by problem. The benchmark's problems (and, with
         --held-out-by, the whole held-out slice) are never shown as worked examples.
         """
-        from rader.agent.bench import AGENT_MODES, bench_agent, load_problems, summarize_modes
+        from rader.agent.bench import AGENT_MODES, bench_agent, summarize_modes
+        from rader.agent.problems import load_problems
         from rader.app.wiring import AGENT_RETRIEVERS
 
         chosen = [m.strip() for m in modes.split(",") if m.strip()]
@@ -293,15 +295,6 @@ def register(app: typer.Typer, settings_for) -> None:
                                  progress=lambda n: bar.update(task, completed=n))
         _print_modes(result["modes"], f"agent on {len(items)} problems of {problems.name}, "
                      f"model {settings.llm.model}")
-
-
-def parse_levels(levels: str | None) -> set[int] | None:
-    if not levels:
-        return None
-    try:
-        return {int(level) for level in levels.split(",")}
-    except ValueError:
-        raise typer.BadParameter(f"levels must be comma-separated integers, got {levels!r}") from None
 
 
 def _bench_modes(settings, chosen: list[str], retriever: str, examples: str, excluded: set[str],

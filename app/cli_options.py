@@ -16,3 +16,12 @@ HeldOutFractionOpt = Annotated[float, typer.Option(help="share of --held-out-by 
 
 def held_out_from(by: str | None, fraction: float) -> HeldOut | None:
     return HeldOut(by, fraction) if by else None
+
+
+def parse_levels(levels: str | None) -> set[int] | None:
+    if not levels:
+        return None
+    try:
+        return {int(level) for level in levels.split(",")}
+    except ValueError:
+        raise typer.BadParameter(f"levels must be comma-separated integers, got {levels!r}") from None

@@ -11,7 +11,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from rader.app.cli_options import HeldOutByOpt, HeldOutFractionOpt, held_out_from
+from rader.app.cli_options import HeldOutByOpt, HeldOutFractionOpt, held_out_from, parse_levels
 from rader.app.terminal import console
 
 dataset_app = typer.Typer(help="Turn stored trajectories into retriever training data.", no_args_is_help=True)
@@ -65,8 +65,7 @@ def register(app: typer.Typer, settings_for) -> None:
         held_out_fraction: HeldOutFractionOpt = 0.5,
     ) -> None:
         """Run the agent over a problem set, K samples a problem; rerun to resume after a crash."""
-        from rader.agent.bench import load_problems
-        from rader.app.cli_agent import parse_levels
+        from rader.agent.problems import load_problems
         from rader.app.wiring import graph_sampler, store_from_settings
         from rader.training.harvest import HarvestSpec
         from rader.training.harvest import harvest as run_harvest

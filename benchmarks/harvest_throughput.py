@@ -12,7 +12,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from rader.agent.bench import load_problems
+from rader.agent.problems import load_problems
 from rader.agent.store import TrajectoryStore
 from rader.app.settings import default_home, load_settings
 from rader.app.wiring import graph_sampler
