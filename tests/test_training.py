@@ -246,6 +246,18 @@ def test_held_out_theorems_never_enter_the_data(stored):
     assert report.held_out_theorems == 2 and report.held_out_dropped >= 4
 
 
+def test_benchmark_runs_never_become_training_data():
+    """`rader bench agent` stores its runs like any other; their problems are a test set."""
+    harvested = trajectory("h1", [step(1, [("sum of roots", "llm_query")], {IDS[1]: True, IDS[2]: False})],
+                           verified=True)
+    benchmarked = trajectory("b1", [step(1, [("roots again", "llm_query")], {IDS[3]: True, IDS[4]: False})],
+                             verified=True)
+    benchmarked.config["bench_mode"] = "gold"
+    examples, report = build_examples([harvested, benchmarked], CORPUS)
+    assert [e.problem_id for e in examples] == ["h1"]
+    assert (report.trajectories, report.benchmark_runs) == (2, 1)
+
+
 def test_dataset_build_leaves_out_an_eval_sets_held_out_theorems(stored, home, capsys, tmp_path):
     """The theorems of the held-out half of an eval set stay out of the data, mined ones too."""
     queries, qrels = tmp_path / "eval.jsonl", tmp_path / "eval.qrels.tsv"

@@ -51,6 +51,7 @@ class BuildReport:
     duplicates_merged: int = 0
     held_out_theorems: int = 0  # theorem ids kept out of the data (an evaluation set's)
     held_out_dropped: int = 0  # positives and negatives dropped for being held out
+    benchmark_runs: int = 0  # `rader bench agent` runs: measurements on held-out problems, never data
     generated: dict[str, int] = field(default_factory=dict)  # the LLM pass: asked, cached, dropped
     stats: dict[str, Any] = field(default_factory=dict)
 
@@ -126,6 +127,9 @@ def gather_drafts(trajectories: Iterable[Trajectory], report: BuildReport, *, un
         report.verified_trajectories += trajectory.verified is True
         if trajectory.status not in FINISHED_STATUSES:
             continue  # never learn from half a run
+        if "bench_mode" in trajectory.config:
+            report.benchmark_runs += 1  # its problems are a benchmark's (and "gold" mode was handed
+            continue  # the answer's theorem): learning from them would leak the test into training
         for step in trajectory.steps:
             report.human_judgments += sum(j.judge == "human" for j in step.judgments)
             verdicts = step_verdicts(step, trajectory.verified, unverified=unverified, resolve=resolve)
