@@ -244,8 +244,9 @@ def register(app: typer.Typer, settings_for) -> None:
         held_out_by: HeldOutByOpt = None,
         held_out_fraction: HeldOutFractionOpt = 0.5,
         modes: Annotated[str, typer.Option(
-            help="comma-separated rows: bare (one plain call), none (the agent, no retrieval), theorems, "
-            "examples (worked examples), both, gold (the labelled theorem given; needs --qrels)")]
+            help="comma-separated rows: bare (one plain call; always run, every row is compared with it), "
+            "none (the agent, no retrieval), theorems, examples (worked examples), both, gold (the "
+            "labelled theorem given; needs --qrels)")]
         = "bare,none,theorems,examples,both",
         retriever: Annotated[str, typer.Option(help="theorem retriever: bm25, dense or hybrid")] = "hybrid",
         examples_retriever: Annotated[str, typer.Option(help="worked-example retriever")] = "hybrid",
@@ -265,8 +266,9 @@ def register(app: typer.Typer, settings_for) -> None:
 
         chosen = [m.strip() for m in modes.split(",") if m.strip()]
         unknown = [m for m in chosen if m not in AGENT_MODES]
-        if unknown or not chosen:
+        if unknown:
             raise RaderError(f"unknown modes {unknown}; choose from {', '.join(AGENT_MODES)}")
+        chosen = ["bare", *(m for m in dict.fromkeys(chosen) if m != "bare")]  # the baseline, always first
         for kind in (retriever, examples_retriever):
             if kind not in AGENT_RETRIEVERS[1:]:
                 raise RaderError(f"unknown retriever {kind!r}; choose bm25, dense or hybrid")

@@ -59,12 +59,12 @@ def test_bench_judge_and_agent_small(capsys, home, smollm_path, shared_data, tmp
     runs = tmp_path / "agent.json"
     code, out, err = rader(capsys, "--no-progress", "bench", "agent",
                            "--problems", str(shared_data / "problems" / "math_train.jsonl"),
-                           "--limit", "2", "--shuffle-seed", "3", "--modes", "bare,none,theorems",
+                           "--limit", "2", "--shuffle-seed", "3", "--modes", "none,theorems",
                            "--retriever", "bm25", "--model", str(smollm_path), "--out", str(runs))
     assert code == 0, err
     result = json.loads(runs.read_text())
     modes = {m["mode"]: m for m in result["modes"]}
-    assert list(modes) == ["bare", "none", "theorems"]
+    assert list(modes) == ["bare", "none", "theorems"]  # the bare model runs whether asked for or not
     assert all(m["problems"] == 2 and 0 <= m["outside_llm_share"] <= 1 for m in modes.values())
     assert modes["bare"]["vs_bare"] is None and modes["theorems"]["vs_bare"]["problems"] == 2
     assert [r["mode"] for r in result["rows"]] == ["bare", "none", "theorems"] * 2  # problem by problem
