@@ -25,7 +25,7 @@ from typing import Any
 
 from langchain_core.callbacks import BaseCallbackHandler
 
-from rader.agent.records import Problem, Trajectory
+from rader.agent.records import Problem, Source, Trajectory
 from rader.agent.runner import RunStopped, run_problem
 from rader.agent.store import TrajectoryStore
 
@@ -56,6 +56,7 @@ class Job:
     trajectory_id: str | None = None  # fixed ids make a rerun overwrite, not duplicate
     config: dict[str, Any] | None = None  # recorded on the trajectory (sample, seed...)
     retriever: str | None = None  # the retriever name recorded, when jobs of one batch differ
+    source: Source = "python"  # what started the run (harvest, bench...)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +82,7 @@ def _run(job: Job, *, store: TrajectoryStore | None, model: str, retriever: str,
         trajectory = run_problem(job.graph, job.problem, store=store, model=model,
                                  retriever=job.retriever or retriever,
                                  config=job.config, on_update=check_stop, graph_config={"callbacks": [timer]},
-                                 trajectory_id=job.trajectory_id)
+                                 trajectory_id=job.trajectory_id, source=job.source)
     except RunStopped:
         error = "stopped"
     except Exception as err:  # one broken run must not end the batch; its row says interrupted

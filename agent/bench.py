@@ -153,7 +153,7 @@ def run_row(result) -> dict[str, Any]:
     return {"mode": (result.job.config or {}).get("bench_mode"), "problem_id": trajectory.problem.id,
             "verified": trajectory.verified, "status": trajectory.status,
             "answered": trajectory.final_answer is not None, "steps": len(trajectory.steps),
-            "forced": str(trajectory.config.get("stop_reason", "")).startswith("answer forced"),
+            "forced": (trajectory.stop_reason or "").startswith("answer forced"),
             "tokens": trajectory.tokens, "prompt_tokens": prompt, "reprocessed_tokens": prompt - cached,
             "retrievals": sum(1 for s in trajectory.steps if s.queries),
             "judged": len(judgments), "relevant": sum(j.relevant for j in judgments),
@@ -204,7 +204,8 @@ def bench_agent(modes: list[BenchMode], problems: list[Problem], *, store, model
                 on_rows: Callable[[list[dict[str, Any]]], None] | None = None) -> dict[str, Any]:
     """Run every mode on every problem, problem by problem (so a run cut short leaves paired
     results for all modes), and sum up how each did beside the bare model."""
-    jobs = [Job(mode.graph, problem, config={"bench_mode": mode.name}, retriever=mode.retriever)
+    jobs = [Job(mode.graph, problem, config={"bench_mode": mode.name}, retriever=mode.retriever,
+                source="bench")
             for problem in problems for mode in modes]
     rows: list[dict[str, Any]] = []
     for result in run_jobs(jobs, concurrency=concurrency, store=store, model=model, retriever=""):

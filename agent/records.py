@@ -18,8 +18,11 @@ from typing import Any, Literal
 
 from rader.retriever import Hit, Query
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: stop_reason and source are fields (version 1 kept stop_reason in config)
 Status = Literal["running", "done", "budget_exhausted", "error", "interrupted"]
+# what started a run: `rader solve`, the Gradio page, `rader serve`, a harvest, `rader bench agent`,
+# or a program calling the Python API
+Source = Literal["solve", "ui", "serve", "harvest", "bench", "python"]
 FINISHED_STATUSES = ("done", "budget_exhausted", "error")  # a run that reached its end
 
 
@@ -132,17 +135,19 @@ class Trajectory:
     steps: list[Step] = field(default_factory=list)
     final_answer: str | None = None
     verified: bool | None = None
-    config: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)  # what the run was started with (sample, mode...)
     started_at: str = field(default_factory=now_iso)
     finished_at: str | None = None
     status: Status = "running"
+    stop_reason: str | None = None  # why it ended: "answered", "solution_tokens (1024)", an error...
+    source: Source = "python"
     schema_version: int = SCHEMA_VERSION
 
     @classmethod
     def start(cls, problem: Problem, *, model: str, retriever: str, config: dict[str, Any] | None = None,
-              trajectory_id: str | None = None) -> Trajectory:
+              trajectory_id: str | None = None, source: Source = "python") -> Trajectory:
         return cls(id=trajectory_id or uuid.uuid4().hex, problem=problem, model=model, retriever=retriever,
-                   config=dict(config or {}))
+                   config=dict(config or {}), source=source)
 
     def mark_interrupted(self) -> None:
         """A run cut short (Ctrl-C, a stop, a dead writer): it keeps its steps, never counts as whole."""
@@ -159,16 +164,24 @@ class Trajectory:
             "steps": [s.to_dict() for s in self.steps], "final_answer": self.final_answer,
             "verified": self.verified, "model": self.model, "retriever": self.retriever,
             "config": self.config, "started_at": self.started_at, "finished_at": self.finished_at,
-            "status": self.status,
+            "status": self.status, "stop_reason": self.stop_reason, "source": self.source,
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Trajectory:
+        """A record of this version, or of an older one brought up to it (stored rows and
+        exports alike); a newer record keeps its ``schema_version``, so that it can be refused."""
+        version = int(data.get("schema_version", SCHEMA_VERSION))
+        config = dict(data.get("config") or {})
+        stop_reason, source = data.get("stop_reason"), data.get("source")
+        if version < 2:  # stop_reason lived in config; the source is told by what config holds
+            stop_reason = config.pop("stop_reason", None)
+            source = "harvest" if "harvest" in config else "bench" if "bench_mode" in config else "python"
         return cls(
             id=data["id"], problem=Problem.from_dict(data["problem"]), model=data["model"],
             retriever=data["retriever"], steps=[Step.from_dict(s) for s in data.get("steps", [])],
             final_answer=data.get("final_answer"), verified=data.get("verified"),
-            config=data.get("config", {}), started_at=data["started_at"],
+            config=config, started_at=data["started_at"],
             finished_at=data.get("finished_at"), status=data.get("status", "running"),
-            schema_version=int(data.get("schema_version", SCHEMA_VERSION)),
+            stop_reason=stop_reason, source=source or "python", schema_version=max(version, SCHEMA_VERSION),
         )

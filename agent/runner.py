@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from rader.agent.records import FINISHED_STATUSES, Problem, Step, Trajectory, now_iso
+from rader.agent.records import FINISHED_STATUSES, Problem, Source, Step, Trajectory, now_iso
 from rader.agent.store import TrajectoryStore
 from rader.retriever import RaderError
 
@@ -65,21 +65,22 @@ def apply_update(trajectory: Trajectory, values: dict[str, Any]) -> None:
         trajectory.status = values["status"]
         trajectory.finished_at = now_iso()
     if values.get("stop_reason"):
-        trajectory.config = {**trajectory.config, "stop_reason": values["stop_reason"]}
+        trajectory.stop_reason = values["stop_reason"]
 
 
 def run_problem(graph, problem: Problem, *, store: TrajectoryStore | None, model: str, retriever: str,
                 config: dict[str, Any] | None = None, on_update: OnUpdate | None = None,
                 graph_config: dict[str, Any] | None = None, trajectory_id: str | None = None,
-                on_token: OnToken | None = None) -> Trajectory:
+                on_token: OnToken | None = None, source: Source = "python") -> Trajectory:
     """Stream ``graph`` over ``problem``; returns the finished (or interrupted) trajectory.
 
     ``on_update`` sees each node's update; ``on_token``, when given, each token the model
     writes, with the node writing it (LangGraph's ``messages`` stream). A fixed
-    ``trajectory_id`` makes a rerun overwrite the same row (harvest resumes that way).
+    ``trajectory_id`` makes a rerun overwrite the same row (harvest resumes that way);
+    ``source`` records what started the run.
     """
     trajectory = Trajectory.start(problem, model=model, retriever=retriever, config=config,
-                                  trajectory_id=trajectory_id)
+                                  trajectory_id=trajectory_id, source=source)
     on_update, on_token = _guarded(on_update), _guarded(on_token)
     if store is not None:
         store.save(trajectory)

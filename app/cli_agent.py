@@ -70,7 +70,7 @@ def register(app: typer.Typer, settings_for) -> None:
                 parts.graph, Problem(id="cli", text=problem, answer=answer, source="cli"),
                 store=store_from_settings(settings), model=parts.model, retriever=parts.retriever_name,
                 config={"llm": settings.llm.model_dump(), "agent": settings.agent.model_dump()},
-                on_update=renderer, on_token=renderer and renderer.on_token)
+                on_update=renderer, on_token=renderer and renderer.on_token, source="solve")
         finally:
             if renderer:
                 renderer.close()

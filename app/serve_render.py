@@ -80,7 +80,7 @@ def step_notes(step: Step, title_of: TitleOf, shown: _Shown | None = None) -> st
 def answer_text(trajectory: Trajectory) -> str:
     """The closing line: the boxed answer and its verification, or why there is none."""
     if trajectory.final_answer is None:
-        reason = trajectory.config.get("stop_reason") or trajectory.status
+        reason = trajectory.stop_reason or trajectory.status
         return f"**No answer** (run {trajectory.status}: {reason})"
     check = {True: "verified", False: "wrong", None: "not checked: no gold answer"}[trajectory.verified]
     return f"**Answer:** $\\boxed{{{trajectory.final_answer}}}$ ({check})"

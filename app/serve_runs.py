@@ -158,7 +158,7 @@ class Run:
             self.trajectory = run_problem(
                 job.graph, job.problem, store=self.store, model=job.model, retriever=job.retriever,
                 config=job.config, on_update=self._on_update, on_token=self._on_token,
-                graph_config={"callbacks": [_StopInCall(self)]}, trajectory_id=self.id)
+                graph_config={"callbacks": [_StopInCall(self)]}, trajectory_id=self.id, source="serve")
             self.tracker.finish(self.trajectory)
         except (RunStopped, _Cut):
             self.trajectory = self.trajectory or self.store.get(self.id)

@@ -131,6 +131,34 @@ def test_running_rows_of_live_writers_stay_and_orphans_become_interrupted(tmp_pa
     assert len(again.get(trajectory.id).steps) == 1
 
 
+def version_1(trajectory: Trajectory, **config) -> dict:
+    """``trajectory`` as rader wrote it before records had stop_reason and source fields."""
+    data = trajectory.to_dict()
+    del data["stop_reason"], data["source"]
+    return {**data, "schema_version": 1, "config": {**data["config"], **config}}
+
+
+def test_version_1_rows_and_exports_read_as_version_2(tmp_path):
+    harvested = version_1(sample("h"), stop_reason="answered", harvest={"sample": 0})
+    benchmarked = version_1(sample("b"), stop_reason="answer forced after solution_tokens (1024)",
+                            bench_mode="none")
+    export = tmp_path / "old.jsonl"
+    export.write_text("".join(json.dumps(row) + "\n" for row in (harvested, benchmarked)))
+    store = TrajectoryStore(tmp_path / "t.db")
+    with sqlite3.connect(tmp_path / "t.db") as db:  # a row as the older rader stored it
+        plain = version_1(sample("p"), stop_reason="ended without a boxed answer")
+        db.execute("INSERT INTO trajectories VALUES (?, 'done', 'm', 'bm25', 'p', 1, 1, ?, NULL, ?)",
+                   (plain["id"], plain["started_at"], json.dumps(plain)))
+    read = {t.problem.id: t for t in [*read_trajectories(export), store.get(plain["id"])]}
+    assert {k: (t.source, t.stop_reason, t.schema_version) for k, t in read.items()} == {
+        "h": ("harvest", "answered", 2), "b": ("bench", "answer forced after solution_tokens (1024)", 2),
+        "p": ("python", "ended without a boxed answer", 2)}
+    assert all("stop_reason" not in t.config for t in read.values()) and read["h"].config["harvest"]
+    store.save(read["p"])  # written back as version 2, and read back the same
+    again = store.get(plain["id"])
+    assert (again.stop_reason, again.schema_version) == ("ended without a boxed answer", 2)
+
+
 def test_newer_schema_and_foreign_files_are_refused(tmp_path):
     path = tmp_path / "t.db"
     TrajectoryStore(path).close()

@@ -14,6 +14,7 @@ def test_solve_json_then_list_show_export(capsys, home, smollm_path, tmp_path):
     trajectory = json.loads(out)
     assert trajectory["problem"]["answer"] == "5" and trajectory["retriever"] == "bm25"
     assert trajectory["status"] in ("done", "budget_exhausted") and len(trajectory["steps"]) == 1
+    assert trajectory["source"] == "solve" and trajectory["stop_reason"]
     assert trajectory["steps"][0]["queries"]
     code, out, _ = rader(capsys, "trajectories", "list")
     assert code == 0 and trajectory["id"][:12] in out

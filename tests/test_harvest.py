@@ -46,6 +46,7 @@ def test_samples_run_concurrently_and_a_rerun_skips_them(harvest_env, home, smol
     assert code == 0, err
     runs = stored(home)
     assert len(runs) == 4 and all(r["status"] in ("done", "budget_exhausted", "error") for r in runs)
+    assert all(r["source"] == "harvest" and r["stop_reason"] for r in runs)
     spec = HarvestSpec(model=str(smollm_path), retriever="bm25", samples=2, temperature=0.7)
     assert {r["id"] for r in runs} == {spec.trajectory_id(p, k) for p in ("h1", "h2") for k in (0, 1)}
     assert sorted(r["config"]["harvest"]["sample"] for r in runs) == [0, 0, 1, 1]

@@ -252,10 +252,12 @@ def test_benchmark_runs_never_become_training_data():
                            verified=True)
     benchmarked = trajectory("b1", [step(1, [("roots again", "llm_query")], {IDS[3]: True, IDS[4]: False})],
                              verified=True)
-    benchmarked.config["bench_mode"] = "gold"
-    examples, report = build_examples([harvested, benchmarked], CORPUS)
+    benchmarked.source, benchmarked.config["bench_mode"] = "bench", "gold"
+    from_version_1 = {**benchmarked.to_dict(), "id": "old", "schema_version": 1, "source": None}
+    old = Trajectory.from_dict(from_version_1)  # a bench run stored by an older rader
+    examples, report = build_examples([harvested, benchmarked, old], CORPUS)
     assert [e.problem_id for e in examples] == ["h1"]
-    assert (report.trajectories, report.benchmark_runs) == (2, 1)
+    assert (report.trajectories, report.benchmark_runs) == (3, 2)
 
 
 def test_dataset_build_leaves_out_an_eval_sets_held_out_theorems(stored, home, capsys, tmp_path):

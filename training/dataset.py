@@ -127,7 +127,7 @@ def gather_drafts(trajectories: Iterable[Trajectory], report: BuildReport, *, un
         report.verified_trajectories += trajectory.verified is True
         if trajectory.status not in FINISHED_STATUSES:
             continue  # never learn from half a run
-        if "bench_mode" in trajectory.config:
+        if trajectory.source == "bench":
             report.benchmark_runs += 1  # its problems are a benchmark's (and "gold" mode was handed
             continue  # the answer's theorem): learning from them would leak the test into training
         for step in trajectory.steps:

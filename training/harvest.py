@@ -96,7 +96,8 @@ def harvest(problems: list[Problem], graph_for_sample: GraphForSample, *, store:
 
     def jobs() -> Iterator[Job]:
         for problem, sample, trajectory_id in todo:
-            yield Job(graph_for_sample(sample), problem, trajectory_id, spec.run_config(sample))
+            yield Job(graph_for_sample(sample), problem, trajectory_id, spec.run_config(sample),
+                      source="harvest")
 
     started = time.perf_counter()
     try:

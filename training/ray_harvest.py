@@ -39,7 +39,8 @@ class HarvestWorker:
         try:
             trajectory = run_problem(self.graph_for_sample(sample), Problem.from_dict(problem), store=None,
                                      model=self.spec.model, retriever=self.spec.retriever,
-                                     config=self.spec.run_config(sample), trajectory_id=trajectory_id)
+                                     config=self.spec.run_config(sample), trajectory_id=trajectory_id,
+                                     source="harvest")
         except Exception:
             logging.getLogger(__name__).exception("run %s failed", trajectory_id)
             return None

@@ -152,11 +152,11 @@ class Controller:
         if snapshot.phase == "stopped":
             kind, line = "stopped", f"stopped after {len(trajectory.steps)} steps: stored as interrupted"
         elif snapshot.phase == "error" or trajectory.status == "error":
-            reason = snapshot.error or trajectory.config.get("stop_reason", "")
+            reason = snapshot.error or trajectory.stop_reason or ""
             kind, line = "error", f"the run ended with an error: {reason}"
             gr.Warning(line)
         else:
-            reason = trajectory.config.get("stop_reason", "")
+            reason = trajectory.stop_reason or ""
             kind = "done"
             line = f"finished: {trajectory.status.replace('_', ' ')} ({reason}) in {snapshot.elapsed_s:.1f} s"
         return self.shown(trajectory, render.status_html(kind, line))

@@ -165,7 +165,7 @@ class LiveRun:
                 return
             trajectory = run_problem(parts.graph, self.problem, store=self.store, model=parts.model,
                                      retriever=parts.retriever_name, config=self.config,
-                                     on_update=self._on_update)
+                                     on_update=self._on_update, source="ui")
             self._publish(phase="done", trajectory_id=trajectory.id, pending=None)
         except RunStopped:
             self._publish(phase="stopped", pending=None)
