@@ -148,13 +148,12 @@ def run_row(result) -> dict[str, Any]:
     """One benchmark run as a flat row."""
     trajectory = result.trajectory
     judgments = [j for s in trajectory.steps for j in s.judgments]
-    prompt = sum(s.prompt_tokens for s in trajectory.steps)
-    cached = sum(s.cached_tokens for s in trajectory.steps)
     return {"mode": (result.job.config or {}).get("bench_mode"), "problem_id": trajectory.problem.id,
             "verified": trajectory.verified, "status": trajectory.status,
             "answered": trajectory.final_answer is not None, "steps": len(trajectory.steps),
             "forced": (trajectory.stop_reason or "").startswith("answer forced"),
-            "tokens": trajectory.tokens, "prompt_tokens": prompt, "reprocessed_tokens": prompt - cached,
+            "tokens": trajectory.tokens, "prompt_tokens": trajectory.prompt_tokens,
+            "reprocessed_tokens": trajectory.prompt_tokens - trajectory.cached_tokens,
             "retrievals": sum(1 for s in trajectory.steps if s.queries),
             "judged": len(judgments), "relevant": sum(j.relevant for j in judgments),
             "seconds": result.seconds, "llm_seconds": result.llm_seconds, "trajectory_id": trajectory.id}

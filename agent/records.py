@@ -155,8 +155,21 @@ class Trajectory:
         self.finished_at = self.finished_at or now_iso()
 
     @property
+    def prompt_tokens(self) -> int:
+        return sum(s.prompt_tokens for s in self.steps)
+
+    @property
+    def completion_tokens(self) -> int:
+        return sum(s.completion_tokens for s in self.steps)
+
+    @property
+    def cached_tokens(self) -> int:
+        """Prompt tokens the model server took from its cache instead of processing them."""
+        return sum(s.cached_tokens for s in self.steps)
+
+    @property
     def tokens(self) -> int:
-        return sum(s.prompt_tokens + s.completion_tokens for s in self.steps)
+        return self.prompt_tokens + self.completion_tokens
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -63,10 +63,8 @@ class _StopInCall(BaseCallbackHandler):
 
 def usage_of(trajectory: Trajectory | None) -> dict[str, Any]:
     """OpenAI's ``usage`` from the tokens the run recorded for its steps (what the store holds)."""
-    steps = trajectory.steps if trajectory is not None else []
-    prompt = sum(step.prompt_tokens for step in steps)
-    completion = sum(step.completion_tokens for step in steps)
-    cached = sum(getattr(step, "cached_tokens", 0) for step in steps)
+    prompt, completion, cached = (0, 0, 0) if trajectory is None else (
+        trajectory.prompt_tokens, trajectory.completion_tokens, trajectory.cached_tokens)
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
             "prompt_tokens_details": {"cached_tokens": cached}}
 
