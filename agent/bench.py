@@ -198,15 +198,25 @@ def summarize_modes(rows: list[dict[str, Any]], modes: list[str]) -> list[dict[s
     return summaries
 
 
+def planned(modes: list[BenchMode], problems: list[Problem]) -> set[tuple[str, str]]:
+    """The (problem id, mode) pairs a benchmark runs."""
+    return {(problem.id, mode.name) for problem in problems for mode in modes}
+
+
 def bench_agent(modes: list[BenchMode], problems: list[Problem], *, store, model: str, concurrency: int = 1,
                 progress: Callable[[int], None] | None = None,
-                on_rows: Callable[[list[dict[str, Any]]], None] | None = None) -> dict[str, Any]:
+                on_rows: Callable[[list[dict[str, Any]]], None] | None = None,
+                done: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Run every mode on every problem, problem by problem (so a run cut short leaves paired
-    results for all modes), and sum up how each did beside the bare model."""
+    results for all modes), and sum up how each did beside the bare model.
+
+    ``done`` holds the rows of an earlier, interrupted benchmark: those of these problems and
+    modes are kept and not run again."""
+    rows = [r for r in done or [] if (r["problem_id"], r["mode"]) in planned(modes, problems)]
+    finished = {(r["problem_id"], r["mode"]) for r in rows}
     jobs = [Job(mode.graph, problem, config={"bench_mode": mode.name}, retriever=mode.retriever,
                 source="bench")
-            for problem in problems for mode in modes]
-    rows: list[dict[str, Any]] = []
+            for problem in problems for mode in modes if (problem.id, mode.name) not in finished]
     for result in run_jobs(jobs, concurrency=concurrency, store=store, model=model, retriever=""):
         if result.trajectory is None:
             raise RaderError(f"problem {result.job.problem.id} did not run: {result.error}")

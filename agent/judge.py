@@ -1,11 +1,13 @@
 """The self-reflective relevance check: does a retrieved theorem or worked example help here, and why.
 
 Each item gets a one-word verdict whose score is P(yes) from the log-probabilities (one
-generated token: cheap). An item is relevant when its score reaches ``judge_threshold``, or
-when it is the retrieval's best-scored item and reaches ``judge_top_threshold``: on the
-TheoremQA dev labels the model ranks the gold theorem above a wrong one far more reliably
-than it scores either in isolation (benchmarks/RESULTS.md). Relevant items then get a
-one-line rationale.
+generated token: cheap). A theorem is relevant when its score reaches ``judge_threshold``,
+or when it is the retrieval's best-scored theorem and reaches ``judge_top_threshold``: on
+the TheoremQA dev labels the model ranks the gold theorem above a wrong one far more
+reliably than it scores either in isolation (benchmarks/RESULTS.md). A worked example must
+reach ``example_threshold`` on its own: the best-hit rule does not hold for examples (on
+held-out MATH problems the examples it admitted lost more problems than they won, at the
+same P(yes) as those that helped). Relevant items then get a one-line rationale.
 
 Example:
     >>> judgments, usage, events = judge_hits(llm, "Sum of the roots of x^2-5x+6?", [],
@@ -72,10 +74,14 @@ def judge_hits(llm: BaseChatModel, problem: str, steps: list[str], items: list[T
                 events.append(f"no yes/no verdict for {item.id}: counted as not relevant")
             score = 1.0 if verdict else 0.0
         scores.append(score)
-    best = max(range(len(scores)), key=scores.__getitem__, default=None)
+    theorems = [i for i, item in enumerate(items) if not is_example(item)]
+    best = max(theorems, key=scores.__getitem__, default=None)
     judgments = []
     for i, (item, score) in enumerate(zip(items, scores, strict=True)):
-        relevant = score >= config.judge_threshold or (i == best and score >= config.judge_top_threshold)
+        if is_example(item):
+            relevant = score >= config.example_threshold
+        else:
+            relevant = score >= config.judge_threshold or (i == best and score >= config.judge_top_threshold)
         rationale = f"not a key tool here (P(yes)={score:.2f})"
         if relevant:
             reply, used, _ = chat(llm, prompts.RATIONALE_SYSTEM,

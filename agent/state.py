@@ -74,7 +74,8 @@ class AgentConfig:
     max_examples: int = 2  # worked examples shown to the model
     judge: bool = True  # run the self-reflective relevance check; without it every hit enters
     judge_threshold: float = 0.75  # P(yes) that makes any hit relevant (calibrated, RESULTS.md)
-    judge_top_threshold: float = 0.05  # P(yes) that makes a retrieval's best-scored hit relevant
+    judge_top_threshold: float = 0.05  # P(yes) that makes a retrieval's best-scored theorem relevant
+    example_threshold: float = 0.75  # P(yes) that makes a worked example relevant (no best-hit rule)
     judge_chars: int = 0  # statement characters shown to the judge beside a theorem's title
     theorem_chars: int = 300  # statement characters of a relevant theorem shown to the model
     example_chars: int = 1500  # worked-solution characters of a relevant example shown

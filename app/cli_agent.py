@@ -254,13 +254,16 @@ def register(app: typer.Typer, settings_for) -> None:
         model: Annotated[str | None, typer.Option(help="catalog name or .gguf path")] = None,
         concurrency: Annotated[int, typer.Option(min=1, help="runs at once (llama.cpp slots)")] = 1,
         out: Annotated[Path | None, typer.Option(help="write the results as JSON (after every run)")] = None,
+        resume: Annotated[bool, typer.Option(
+            help="keep the runs already in --out (same problems and modes) and run only the rest")] = False,
     ) -> None:
         """Accuracy beside the bare model (exact McNemar p), out-of-budget share, time and tokens per mode.
 
         Every mode runs on the same problems, problem by problem. The benchmark's problems (and, with
-        --held-out-by, the whole held-out slice) are never shown as worked examples.
+        --held-out-by, the whole held-out slice) are never shown as worked examples. With --out, the
+        results are written after every run; --resume goes on from such a file.
         """
-        from rader.agent.bench import AGENT_MODES, bench_agent, summarize_modes
+        from rader.agent.bench import AGENT_MODES, bench_agent, planned, summarize_modes
         from rader.agent.problems import load_problems
         from rader.app.wiring import AGENT_RETRIEVERS
 
@@ -274,6 +277,7 @@ def register(app: typer.Typer, settings_for) -> None:
                 raise RaderError(f"unknown retriever {kind!r}; choose bm25, dense or hybrid")
         if "gold" in chosen and qrels is None:
             raise RaderError("mode gold needs --qrels (problem -> theorem labels)")
+        done = _earlier_rows(out) if resume else []
         settings = settings_for(ctx, llm={"parallel": concurrency, **({"model": model} if model else {})})
         held_out = held_out_from(held_out_by, held_out_fraction)
         items = load_problems(problems, limit, shuffle_seed=shuffle_seed, levels=parse_levels(levels),
@@ -285,18 +289,36 @@ def register(app: typer.Typer, settings_for) -> None:
         store = store_from_settings(settings)
         graphs = _bench_modes(settings, chosen, retriever, examples_retriever, excluded, items, qrels)
 
+        elsewhere = [r for r in done if (r["problem_id"], r["mode"]) not in planned(graphs, items)]
+
         def save(found: list[dict]) -> None:  # after every run: a long benchmark cut short keeps it all
-            if out:
-                out.write_text(json.dumps({"modes": summarize_modes(found, chosen), "rows": found}, indent=1))
+            if out:  # (and the earlier rows of other problems or modes stay in the file)
+                summary = summarize_modes(found, chosen)
+                out.write_text(json.dumps({"modes": summary, "rows": found + elsewhere}, indent=1))
 
         with Progress(console=console) as bar:
             runs = len(chosen) * len(items)
             task = bar.add_task(f"{len(chosen)} modes x {len(items)} problems", total=runs)
             result = bench_agent(graphs, items, store=store, model=settings.llm.model,
-                                 concurrency=concurrency, on_rows=save,
+                                 concurrency=concurrency, on_rows=save, done=done,
                                  progress=lambda n: bar.update(task, completed=n))
         _print_modes(result["modes"], f"agent on {len(items)} problems of {problems.name}, "
                      f"model {settings.llm.model}")
+
+
+def _earlier_rows(out: Path | None) -> list[dict]:
+    """The runs an interrupted `rader bench agent --out` wrote (none when the file is not there yet)."""
+    if out is None:
+        raise RaderError("--resume needs --out (the file of the benchmark to go on with)")
+    if not out.exists():
+        return []
+    try:
+        rows = json.loads(out.read_text(encoding="utf-8"))["rows"]
+        if not all({"problem_id", "mode"} <= row.keys() for row in rows):
+            raise ValueError("a row without problem_id or mode")
+    except (ValueError, KeyError, TypeError) as err:
+        raise RaderError(f"{out} is not the output of rader bench agent: {err}") from err
+    return rows
 
 
 def _bench_modes(settings, chosen: list[str], retriever: str, examples: str, excluded: set[str],

@@ -73,3 +73,20 @@ def test_bench_judge_and_agent_small(capsys, home, smollm_path, shared_data, tmp
     assert len(drawn) == 2 and drawn != {"train/algebra/0.json", "train/algebra/3.json"}  # drawn at random
     assert modes["theorems"]["mean_retrievals"] >= 1 and modes["none"]["mean_retrievals"] == 0
     assert modes["bare"]["mean_steps"] == 1 and "vs bare" in out
+    # an interrupted benchmark goes on where it stopped: runs in the file are kept, not run again
+    rows = result["rows"]
+    other = {**rows[0], "mode": "examples", "trajectory_id": "from-another-benchmark"}
+    runs.write_text(json.dumps({"modes": [], "rows": [*rows[:4], other]}))
+    code, out, err = rader(capsys, "--no-progress", "bench", "agent", "--resume",
+                           "--problems", str(shared_data / "problems" / "math_train.jsonl"),
+                           "--limit", "2", "--shuffle-seed", "3", "--modes", "none,theorems",
+                           "--retriever", "bm25", "--model", str(smollm_path), "--out", str(runs))
+    assert code == 0, err
+    resumed = json.loads(runs.read_text())
+    ids = [r["trajectory_id"] for r in resumed["rows"]]
+    assert ids[:4] == [r["trajectory_id"] for r in rows[:4]] and len(set(ids)) == 7
+    assert [r["mode"] for r in resumed["rows"]] == ["bare", "none", "theorems", "bare", "none", "theorems",
+                                                    "examples"]  # the other benchmark's row stays
+    assert all(m["problems"] == 2 for m in resumed["modes"])
+    code, _, err = rader(capsys, "bench", "agent", "--resume", "--problems", str(runs))
+    assert code == 2 and "--resume needs --out" in err
