@@ -9,6 +9,7 @@ Example:
 from rader.agent.graph import build_graph
 from rader.agent.llm import LLMConfig, chat_model
 from rader.agent.models import CATALOG, DEFAULT_MODEL, fetch, resolve_model
+from rader.agent.parts import AgentParts, PartsCache
 from rader.agent.problems import load_problems
 from rader.agent.protocol import find_request, last_boxed, paragraphs, parse_query, parse_verdict
 from rader.agent.records import Judgment, Problem, Step, ToolCall, Trajectory
@@ -20,11 +21,13 @@ __all__ = [
     "CATALOG",
     "DEFAULT_MODEL",
     "AgentConfig",
+    "AgentParts",
     "AgentState",
     "ComputeLimits",
     "Judgment",
     "LLMConfig",
     "MergeReport",
+    "PartsCache",
     "Problem",
     "Step",
     "ToolCall",

@@ -1,10 +1,74 @@
-"""`rader ui`: the student's web page."""
+"""`rader ui`: the student's web page, and the backend the settings give it."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+from rader.app.settings import AgentSettings, Settings
+from rader.retriever import RaderError
+
+if TYPE_CHECKING:
+    from rader.agent.parts import AgentParts
+    from rader.ui.backend import PageBackend, Progress, RunChoices
+
+AGENTS_KEPT = 8  # built agents the page keeps, one per choice of retriever, model and budgets
+
+
+def settings_with(settings: Settings, choices: RunChoices) -> Settings:
+    """The settings in force with the page's choices on top (budgets validated like any)."""
+    try:
+        agent = AgentSettings.model_validate({**settings.agent.model_dump(), "max_steps": choices.max_steps,
+                                              "k": choices.k, "max_seconds": choices.max_seconds})
+    except ValueError as err:
+        raise RaderError(f"invalid budget: {err}") from None
+    return settings.model_copy(update={
+        "agent": agent,
+        "llm": settings.llm.model_copy(update={"model": choices.model}),
+        "retriever": settings.retriever.model_copy(update={"encoder": choices.encoder}),
+    })
+
+
+def page_backend(settings: Settings) -> PageBackend:
+    """What the page needs, from the settings: the store, the controls' defaults, the `[ui]`
+    section, and the agents for the students' choices (a few kept; the model server is
+    shared by all of them)."""
+    from rader.agent.models import CATALOG
+    from rader.agent.parts import PartsCache
+    from rader.app.wiring import agent_from_settings, corpus_from_settings, store_from_settings
+    from rader.retriever import BUILTIN_ENCODERS, CorpusStore, registered_encoders
+    from rader.ui.backend import PageBackend, PageDefaults, PageServer
+
+    agents: PartsCache[AgentParts] = PartsCache(AGENTS_KEPT)
+
+    def agent(choices: RunChoices, progress: Progress | None = None) -> AgentParts:
+        key = choices
+        if not {"dense", "hybrid"} & {choices.retriever, choices.examples}:
+            key = choices._replace(encoder="")  # the encoder plays no part: share one build
+        return agents.get(key, lambda: agent_from_settings(
+            settings_with(settings, choices), retriever=choices.retriever, examples=choices.examples,
+            progress=progress))
+
+    def run_config(choices: RunChoices) -> dict:
+        chosen = settings_with(settings, choices)  # recorded like `rader solve` records its runs
+        return {"llm": chosen.llm.model_dump(), "agent": chosen.agent.model_dump(),
+                "retriever": chosen.retriever.model_dump(), "source": "ui"}
+
+    def encoders() -> list[str]:  # a model registered after launch shows on the next page load
+        names = [settings.retriever.encoder, *BUILTIN_ENCODERS, *registered_encoders(settings.home)]
+        return list(dict.fromkeys(names))
+
+    def items():
+        examples = CorpusStore(settings.home).load_many(settings.example_corpora)
+        return [*examples, *corpus_from_settings(settings)]
+
+    agent_settings, ui = settings.agent, settings.ui
+    defaults = PageDefaults(agent_settings.retriever, agent_settings.examples, settings.retriever.encoder,
+                            settings.llm.model, tuple(dict.fromkeys([settings.llm.model, *CATALOG])),
+                            agent_settings.max_steps, agent_settings.k, agent_settings.max_seconds)
+    server = PageServer(ui.host, ui.port, ui.share, ui.concurrency or settings.llm.parallel, ui.queue_size)
+    return PageBackend(store_from_settings(settings), defaults, server, agent, run_config, encoders, items)
 
 
 def register(app: typer.Typer, settings_for) -> None:
@@ -27,4 +91,4 @@ def register(app: typer.Typer, settings_for) -> None:
 
         flags = {"host": host, "port": port, "share": share, "concurrency": concurrency}
         overrides = {key: value for key, value in flags.items() if value is not None}
-        serve(settings_for(ctx, ui=overrides or None))
+        serve(page_backend(settings_for(ctx, ui=overrides or None)))

@@ -16,20 +16,19 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-from collections import OrderedDict
 from collections.abc import Callable
 from importlib.metadata import version
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from rader.agent.parts import AgentParts, PartsCache
 from rader.agent.records import Problem
 from rader.agent.runner import run_problem
 from rader.app.serve_render import Piece, StreamTracker
 from rader.app.serve_runs import Busy, Job, Run, RunPool
 from rader.app.settings import AgentSettings, Settings
 from rader.app.wiring import (
-    AgentParts,
     agent_from_settings,
     corpus_from_settings,
     retriever_from_settings,
@@ -116,7 +115,7 @@ class Service:
         self._lock = threading.RLock()  # builds: two requests must not write one index at once
         self._corpus: Corpus | None = None
         self._retrievers: dict[str, Retriever] = {}
-        self._parts: OrderedDict[tuple[str, str], AgentParts] = OrderedDict()
+        self._parts: PartsCache[AgentParts] = PartsCache(GRAPH_CACHE_SIZE, lock=self._lock)
         self.writers: set[str] = set()  # graph nodes whose tokens are the solution (StreamTracker)
 
     # -- loaded parts ----------------------------------------------------------------------
@@ -140,17 +139,9 @@ class Service:
     def parts(self, kind: str, agent: AgentSettings, progress: Progress | None = None) -> AgentParts:
         """The agent built for a theorem retriever and ``[agent]`` settings, as `rader solve` builds
         it (a few are kept; the model server is shared by all of them)."""
-        key = (kind, agent.model_dump_json())
-        built = self._parts.get(key)  # built: no waiting behind another choice's build
-        if built is None:
-            with self._lock:
-                if key not in self._parts:
-                    chosen = self.settings.model_copy(update={"agent": agent})
-                    self._parts[key] = agent_from_settings(chosen, retriever=kind, progress=progress)
-                    if len(self._parts) > GRAPH_CACHE_SIZE:  # the oldest build goes
-                        self._parts.popitem(last=False)
-                built = self._parts[key]
-        return built
+        chosen = self.settings.model_copy(update={"agent": agent})
+        return self._parts.get((kind, agent.model_dump_json()),
+                               lambda: agent_from_settings(chosen, retriever=kind, progress=progress))
 
     def warm_up(self, progress: Progress | None = None) -> None:
         """Load the model (``progress`` sees a first fetch's bytes), the default agent and the

@@ -6,8 +6,8 @@ import logging
 import os
 from collections.abc import Iterable
 from functools import cache
-from typing import Any, NamedTuple
 
+from rader.agent.parts import AgentParts
 from rader.app.settings import Settings
 from rader.retriever import (
     RETRIEVER_NAMES,
@@ -60,16 +60,6 @@ def store_from_settings(settings: Settings, *, readonly: bool = False):
     from rader.agent.store import TrajectoryStore
 
     return TrajectoryStore(settings.home / "trajectories.db", readonly=readonly)
-
-
-class AgentParts(NamedTuple):
-    graph: Any
-    model: str
-    retriever_name: str  # what the trajectory records: "none", "hybrid", "examples", "hybrid+examples"
-    retriever: Retriever | None  # theorems
-    llm: Any = None  # the chat model that writes solutions
-    examples: Retriever | None = None  # worked examples
-    aux_llm: Any = None  # the chat model of the short calls (queries, verdicts)
 
 
 def agent_name(theorems: str, examples: str) -> str:

@@ -20,69 +20,14 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
+from rader.agent.parts import AgentParts
 from rader.agent.records import Problem
 from rader.agent.runner import RunStopped, run_problem
 from rader.agent.store import TrajectoryStore
-from rader.app.settings import AgentSettings, Settings
-from rader.app.wiring import AgentParts, agent_from_settings
 from rader.retriever import RaderError
+from rader.ui.backend import Progress
 
 log = logging.getLogger(__name__)
-Progress = Callable[[int, int | None], None]
-
-
-class RunChoices(NamedTuple):
-    """What the student picked on the page; together they name one built agent."""
-
-    retriever: str
-    encoder: str
-    model: str
-    max_steps: int
-    k: int
-    max_seconds: float
-    examples: str = "none"  # the worked-example retriever (none: no worked examples)
-
-
-class AgentCache:
-    """Built agents by choice: the model server, indexes and encoder load once per process.
-
-    Builds take a lock: two sessions asking for a new index at once must not both write it.
-    """
-
-    def __init__(self, settings: Settings, size: int = 8) -> None:
-        self.settings = settings
-        self.size = size
-        self._parts: dict[RunChoices, AgentParts] = {}
-        self._lock = threading.Lock()
-
-    def settings_for(self, choices: RunChoices) -> Settings:
-        """The settings in force with the page's choices on top (budgets validated like any)."""
-        base = self.settings
-        try:
-            agent = AgentSettings.model_validate({**base.agent.model_dump(), "max_steps": choices.max_steps,
-                                                  "k": choices.k, "max_seconds": choices.max_seconds})
-        except ValueError as err:
-            raise RaderError(f"invalid budget: {err}") from None
-        return base.model_copy(update={
-            "agent": agent,
-            "llm": base.llm.model_copy(update={"model": choices.model}),
-            "retriever": base.retriever.model_copy(update={"encoder": choices.encoder}),
-        })
-
-    def get(self, choices: RunChoices, progress: Progress | None = None) -> AgentParts:
-        if "dense" not in choices.retriever + choices.examples and "hybrid" not in choices.retriever + \
-                choices.examples:  # the encoder plays no part: share one build
-            choices = choices._replace(encoder="")
-        if choices in self._parts:  # built: no waiting behind another session's build
-            return self._parts[choices]
-        with self._lock:
-            if choices not in self._parts:
-                if len(self._parts) >= self.size:
-                    self._parts.pop(next(iter(self._parts)))
-                self._parts[choices] = agent_from_settings(
-                    self.settings_for(choices), retriever=choices.retriever, examples=choices.examples,
-                    progress=progress)
-            return self._parts[choices]
 
 
 class Snapshot(NamedTuple):

@@ -1,17 +1,19 @@
 """The student's page: a problem goes in, the agent's run streams out, step by step.
 
-`build_app` lays out the page and wires its events; `serve` launches it as the settings'
-``[ui]`` section says (127.0.0.1:7860 by default). Every run-like event (solve, stop, open,
-replay) fills the same outputs: the timeline's view (a ``gr.State`` the timeline renders
-from), a status line, the answer, the trajectory as JSON, and its download.
+`build_app` lays out the page and wires its events; `serve` launches it where the backend
+says (`rader ui`: the settings' ``[ui]`` section, 127.0.0.1:7860 by default). Every
+run-like event (solve, stop, open, replay) fills the same outputs: the timeline's view (a
+``gr.State`` the timeline renders from), a status line, the answer, the trajectory as JSON,
+and its download.
 
 Named endpoints, for `gradio_client` scripts as much as for the page: ``/solve`` (streams),
 ``/stop``, ``/history``, ``/open``, ``/replay`` and ``/feedback``.
 
+The page imports nothing from `rader.app`: what it needs comes in a `PageBackend`
+(rader/ui/backend.py), built by `rader ui`.
+
 Example:
-    >>> from rader.app.settings import load_settings
-    >>> settings, _ = load_settings(config_file=None)
-    >>> serve(settings)  # doctest: +SKIP
+    >>> serve(backend)  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -26,14 +28,12 @@ from typing import Any
 
 import gradio as gr
 
-from rader.agent.models import CATALOG
 from rader.agent.records import Judgment, Trajectory
-from rader.app.settings import Settings
-from rader.app.wiring import corpus_from_settings, store_from_settings
-from rader.retriever import BUILTIN_ENCODERS, CorpusStore, Hit, RaderError, Theorem, registered_encoders
-from rader.ui import render
+from rader.retriever import Hit, RaderError, Theorem
+from rader.ui import html
+from rader.ui.backend import PageBackend, PageDefaults, RunChoices
 from rader.ui.examples import Example, load_examples, problem_for
-from rader.ui.session import AgentCache, LiveRun, RunChoices, Snapshot
+from rader.ui.session import LiveRun, Snapshot
 
 RETRIEVERS = ["none", "bm25", "dense", "hybrid"]
 HISTORY_HEADERS = ["id", "started", "status", "verified", "steps", "model", "retriever", "problem"]
@@ -43,13 +43,12 @@ Outputs = tuple[Any, Any, Any, Any, Any]  # view, status, answer, record, downlo
 
 
 class Controller:
-    """The page's handlers over one store and one cache of built agents (shared by sessions);
-    a session's run in flight is found by its Gradio session hash."""
+    """The page's handlers over its backend (one store, built agents shared by sessions); a
+    session's run in flight is found by its Gradio session hash."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.store = store_from_settings(settings)
-        self.agents = AgentCache(settings)
+    def __init__(self, backend: PageBackend) -> None:
+        self.backend = backend
+        self.store = backend.store
         self.runs: dict[str, LiveRun] = {}
         self.downloads = Path(tempfile.mkdtemp(prefix="rader-ui-"))
         self._theorems: dict[str, Theorem] | None = None
@@ -57,15 +56,12 @@ class Controller:
     # -- views -----------------------------------------------------------------------------
     def encoders(self) -> gr.Dropdown:
         """The encoder choices as they are now: a model registered after launch shows on reload."""
-        names = [self.settings.retriever.encoder, *BUILTIN_ENCODERS, *registered_encoders(self.settings.home)]
-        return gr.Dropdown(choices=list(dict.fromkeys(names)))
+        return gr.Dropdown(choices=self.backend.encoders())
 
     def theorem(self, theorem_id: str) -> Theorem | None:
         """A theorem or worked example of the corpora in force, for its card."""
         if self._theorems is None:
-            corpora = CorpusStore(self.settings.home)
-            examples = corpora.load_many(self.settings.example_corpora)
-            self._theorems = {t.id: t for t in (*examples, *corpus_from_settings(self.settings))}
+            self._theorems = {t.id: t for t in self.backend.items()}
         return self._theorems.get(theorem_id)
 
     def download(self, trajectory: Trajectory) -> str:
@@ -77,7 +73,7 @@ class Controller:
               final: bool = True) -> Outputs:
         """Outputs that show ``trajectory``; an unfinished one has no answer or download yet."""
         view = {"trajectory": trajectory.to_dict(), "pending": pending}
-        answer = render.answer_html(trajectory) if final else ""
+        answer = html.answer_html(trajectory) if final else ""
         return view, status, answer, trajectory.to_dict(), self.download(trajectory) if final else gr.skip()
 
     @staticmethod
@@ -85,7 +81,7 @@ class Controller:
         """Only the status line changes: errors are messages in the page, never tracebacks."""
         if kind == "error":
             gr.Warning(text)
-        return gr.skip(), render.status_html(kind, text), gr.skip(), gr.skip(), gr.skip()
+        return gr.skip(), html.status_html(kind, text), gr.skip(), gr.skip(), gr.skip()
 
     # -- solve and stop --------------------------------------------------------------------
     def solve(self, problem: str, answer: str, retriever: str, encoder: str, model: str, max_steps: float,
@@ -100,18 +96,16 @@ class Controller:
                 yield self.message("error", f"unknown retriever {chosen_kind!r}; "
                                             f"choose one of {', '.join(RETRIEVERS)}")
                 return
-        choices = RunChoices(retriever, (encoder or "").strip() or self.settings.retriever.encoder,
-                             (model or "").strip() or self.settings.llm.model,
+        defaults = self.backend.defaults
+        choices = RunChoices(retriever, (encoder or "").strip() or defaults.encoder,
+                             (model or "").strip() or defaults.model,
                              int(max_steps), int(k), float(max_seconds), examples)
         try:
-            chosen = self.agents.settings_for(choices)
+            config = self.backend.run_config(choices)
         except RaderError as err:
             yield self.message("error", str(err))
             return
-        # recorded like `rader solve` records its runs, plus the encoder a dense retriever used
-        config = {"llm": chosen.llm.model_dump(), "agent": chosen.agent.model_dump(),
-                  "retriever": chosen.retriever.model_dump(), "source": "ui"}
-        run = LiveRun(partial(self.agents.get, choices), problem_for(problem, answer),
+        run = LiveRun(partial(self.backend.agent, choices), problem_for(problem, answer),
                       store=self.store, config=config).start()
         self.runs[request.session_hash] = run
         try:
@@ -121,7 +115,7 @@ class Controller:
                     yield self.finished(snapshot)
                     return
                 trajectory = self.store.get(snapshot.trajectory_id) if snapshot.trajectory_id else None
-                status = render.status_html("running", self.progress_line(snapshot, trajectory))
+                status = html.status_html("running", self.progress_line(snapshot, trajectory))
                 if trajectory is None or snapshot.updates == shown:  # loading, or a clock tick
                     yield gr.skip(), status, gr.skip(), gr.skip(), gr.skip()
                 else:
@@ -159,7 +153,7 @@ class Controller:
             reason = trajectory.stop_reason or ""
             kind = "done"
             line = f"finished: {trajectory.status.replace('_', ' ')} ({reason}) in {snapshot.elapsed_s:.1f} s"
-        return self.shown(trajectory, render.status_html(kind, line))
+        return self.shown(trajectory, html.status_html(kind, line))
 
     def stop(self, request: gr.Request) -> Outputs:
         """End this session's run after the node in flight; its trajectory stays, interrupted."""
@@ -193,7 +187,7 @@ class Controller:
             trajectory = self.store.get((trajectory_id or "").strip())
         except RaderError as err:
             return self.message("error", str(err))
-        return self.shown(trajectory, render.status_html("done", f"opened {trajectory.id[:12]} "
+        return self.shown(trajectory, html.status_html("done", f"opened {trajectory.id[:12]} "
                                                                  f"({trajectory.status})"))
 
     def replay(self, trajectory_id: str):
@@ -207,9 +201,9 @@ class Controller:
         for shown in range(len(steps)):
             line = f"replaying {trajectory.id[:12]}: step {shown + 1} of {len(steps)}"
             yield self.shown(dataclasses.replace(trajectory, steps=steps[:shown]),
-                             render.status_html("running", line), final=False)
+                             html.status_html("running", line), final=False)
             time.sleep(REPLAY_STEP_S)
-        yield self.shown(trajectory, render.status_html("done", f"replayed {trajectory.id[:12]} "
+        yield self.shown(trajectory, html.status_html("done", f"replayed {trajectory.id[:12]} "
                                                                 f"({trajectory.status})"))
 
     # -- feedback --------------------------------------------------------------------------
@@ -242,12 +236,12 @@ class Controller:
                      "each, its reasoning and any sympy check.")
             return
         trajectory = Trajectory.from_dict(current["trajectory"])
-        markdown(render.problem_html(trajectory))
+        markdown(html.problem_html(trajectory))
         for step in trajectory.steps:
-            markdown(render.queries_html(step.index, [q.to_dict() for q in step.queries], live=False))
-            model, human = render.verdicts(step)
+            markdown(html.queries_html(step.index, [q.to_dict() for q in step.queries], live=False))
+            model, human = html.verdicts(step)
             for hit in step.hits:
-                card = render.card_html(hit, self.theorem(hit.theorem_id), model.get(hit.theorem_id),
+                card = html.card_html(hit, self.theorem(hit.theorem_id), model.get(hit.theorem_id),
                                         human.get(hit.theorem_id))
                 vote = partial(self.vote, trajectory.id, step.index, hit.theorem_id)
                 with gr.Row(elem_classes="rd-card-row"):
@@ -257,20 +251,20 @@ class Controller:
                         for helped, label in ((True, "👍 helped"), (False, "👎 not helpful")):
                             button = gr.Button(label, size="sm")
                             button.click(partial(vote, helped), view, view, api_visibility="private")
-            markdown(render.thought_html(step))
+            markdown(html.thought_html(step))
         pending = current.get("pending")
         if pending:  # the step in progress: retrieved, maybe judged, not yet reasoned
-            markdown(render.queries_html(len(trajectory.steps) + 1, pending["queries"], live=True)
-                     + render.events_html(pending["events"]))
+            markdown(html.queries_html(len(trajectory.steps) + 1, pending["queries"], live=True)
+                     + html.events_html(pending["events"]))
             judged = {j["theorem_id"]: Judgment.from_dict(j) for j in pending["judgments"]}
             for hit in map(Hit.from_dict, pending["hits"]):
-                markdown(render.card_html(hit, self.theorem(hit.theorem_id), judged.get(hit.theorem_id), None,
+                markdown(html.card_html(hit, self.theorem(hit.theorem_id), judged.get(hit.theorem_id), None,
                                           judging=not judged))
 
 
 def markdown(value: str) -> gr.Markdown:
     """Markdown with KaTeX on: every fragment of the timeline goes through here."""
-    return gr.Markdown(value, latex_delimiters=render.LATEX_DELIMITERS, sanitize_html=True)
+    return gr.Markdown(value, latex_delimiters=html.LATEX_DELIMITERS, sanitize_html=True)
 
 
 def _problem_box(examples: tuple[Example, ...]) -> tuple[gr.Textbox, gr.Textbox, gr.Button, gr.Button]:
@@ -285,37 +279,34 @@ def _problem_box(examples: tuple[Example, ...]) -> tuple[gr.Textbox, gr.Textbox,
     return problem, gold, run_button, stop_button
 
 
-def _agent_controls(settings: Settings) -> list[gr.components.Component]:
+def _agent_controls(defaults: PageDefaults) -> list[gr.components.Component]:
     """Retriever, encoder, model and budgets, in the order `Controller.solve` takes them (the
     encoder's choices come with each page load)."""
-    models = list(dict.fromkeys([settings.llm.model, *CATALOG]))
-    agent = settings.agent
     return [
-        gr.Radio(RETRIEVERS, value=agent.retriever, label="Retriever"),
-        gr.Dropdown([settings.retriever.encoder], value=settings.retriever.encoder, allow_custom_value=True,
+        gr.Radio(RETRIEVERS, value=defaults.retriever, label="Retriever"),
+        gr.Dropdown([defaults.encoder], value=defaults.encoder, allow_custom_value=True,
                     label="Encoder (dense, hybrid)",
                     info="built-in, registered (rader models register) or a model folder"),
-        gr.Dropdown(models, value=settings.llm.model, allow_custom_value=True, label="Model",
+        gr.Dropdown(list(defaults.models), value=defaults.model, allow_custom_value=True, label="Model",
                     info="catalog name or .gguf path"),
-        gr.Slider(1, 128, value=agent.max_steps, step=1, label="Max steps (paragraphs)"),
-        gr.Slider(1, 10, value=agent.k, step=1, label="Theorems per retrieval"),
-        gr.Number(agent.max_seconds, label="Max seconds", minimum=1),
-        gr.Radio(RETRIEVERS, value=agent.examples, label="Worked examples",
+        gr.Slider(1, 128, value=defaults.max_steps, step=1, label="Max steps (paragraphs)"),
+        gr.Slider(1, 10, value=defaults.k, step=1, label="Theorems per retrieval"),
+        gr.Number(defaults.max_seconds, label="Max seconds", minimum=1),
+        gr.Radio(RETRIEVERS, value=defaults.examples, label="Worked examples",
                  info="similar solved problems (MATH train), judged, then shown to the model"),
     ]
 
 
-def build_app(settings: Settings) -> gr.Blocks:
-    """The page, queued: at most ``ui.concurrency`` runs at once (default ``llm.parallel``, the
-    slots the llama.cpp server serves), ``ui.queue_size`` more waiting. Launch it with
-    ``css=rader.ui.CSS``, or use `serve`.
+def build_app(backend: PageBackend) -> gr.Blocks:
+    """The page, queued: at most ``backend.server.concurrency`` runs at once, ``queue_size``
+    more waiting. Launch it with ``css=rader.ui.CSS``, or use `serve`.
 
     Example:
-        >>> demo = build_app(settings)  # doctest: +SKIP
+        >>> demo = build_app(backend)  # doctest: +SKIP
         >>> demo.launch(css=CSS, server_port=7861)  # doctest: +SKIP
     """
-    controller = Controller(settings)
-    concurrency = settings.ui.concurrency or settings.llm.parallel
+    controller = Controller(backend)
+    concurrency = backend.server.concurrency
     with gr.Blocks(title="rader: retrieval-augmented math reasoning") as demo:
         gr.Markdown("## rader · watch a retrieval-augmented agent solve a math problem")
         view = gr.State(None)
@@ -325,10 +316,10 @@ def build_app(settings: Settings) -> gr.Blocks:
                     with gr.Column(scale=3):
                         problem, gold, run_button, stop_button = _problem_box(load_examples())
                     with gr.Column(scale=2), gr.Accordion("Agent", open=True):
-                        controls = _agent_controls(settings)
+                        controls = _agent_controls(backend.defaults)
                 status = gr.Markdown(label="status", elem_id="rd-status")
                 gr.render(inputs=view)(partial(controller.timeline, view=view))
-                answer = gr.Markdown(label="answer", latex_delimiters=render.LATEX_DELIMITERS,
+                answer = gr.Markdown(label="answer", latex_delimiters=html.LATEX_DELIMITERS,
                                      elem_id="rd-answer")
                 download = gr.DownloadButton("Download trajectory JSON")
                 with gr.Accordion("Trajectory JSON", open=False):
@@ -360,15 +351,15 @@ def build_app(settings: Settings) -> gr.Blocks:
         gr.api(controller.feedback, api_name="feedback")
         encoder = controls[1]
         demo.load(controller.encoders, None, encoder, api_visibility="private")
-    demo.queue(default_concurrency_limit=concurrency, max_size=settings.ui.queue_size)
+    demo.queue(default_concurrency_limit=concurrency, max_size=backend.server.queue_size)
     return demo
 
 
-def serve(settings: Settings) -> None:
-    """Launch the page where ``settings.ui`` says and serve it until interrupted."""
-    ui = settings.ui
+def serve(backend: PageBackend) -> None:
+    """Launch the page where ``backend.server`` says and serve it until interrupted."""
+    ui = backend.server
     try:
-        build_app(settings).launch(server_name=ui.host, server_port=ui.port, share=ui.share, css=render.CSS,
+        build_app(backend).launch(server_name=ui.host, server_port=ui.port, share=ui.share, css=html.CSS,
                                    show_error=False, footer_links=["api", "gradio"])
     except OSError as err:  # the port is taken, or the address is not this machine's
         raise RaderError(f"cannot serve the page on {ui.host}:{ui.port} ({err}); "

@@ -8,7 +8,7 @@ import re
 from rader.agent.records import Judgment, Problem, Step, ToolCall, Trajectory
 from rader.retriever import Hit, Query, Theorem
 from rader.ui.examples import load_examples, problem_for
-from rader.ui.render import answer_html, card_html, queries_html, thought_html
+from rader.ui.html import answer_html, card_html, queries_html, thought_html
 
 HOSTILE = '<img src=x onerror="alert(1)"><script>alert(2)</script>\n\n![pixel](http://evil.example/p.png)'
 
