@@ -23,12 +23,13 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from langchain_core.language_models import BaseChatModel
-
-from rader.agent.models import resolve_model
+from rader.agent.models import DEFAULT_MODEL, resolve_model
 from rader.retriever import RaderError
+
+if TYPE_CHECKING:  # langchain loads with the chat model, not with the settings that name it
+    from langchain_core.language_models import BaseChatModel
 
 Backend = Literal["llamacpp", "openai", "transformers", "vllm"]
 
@@ -36,7 +37,7 @@ Backend = Literal["llamacpp", "openai", "transformers", "vllm"]
 @dataclass(frozen=True, slots=True)
 class LLMConfig:
     backend: Backend = "llamacpp"
-    model: str = "qwen2.5-coder-1.5b"
+    model: str = DEFAULT_MODEL
     base_url: str | None = None  # for backend "openai"
     api_key: str = "none"
     temperature: float = 0.0

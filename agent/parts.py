@@ -14,9 +14,10 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
-from typing import Any, Generic, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
-from rader.retriever import Retriever
+if TYPE_CHECKING:
+    from rader.retriever import Retriever
 
 Built = TypeVar("Built")
 

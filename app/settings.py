@@ -12,7 +12,9 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -25,10 +27,24 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from rader.retriever import RaderError, RetrieverOptions
+from rader.agent.llm import Backend, LLMConfig
+from rader.agent.state import AgentConfig
+from rader.retriever import RaderError
 from rader.retriever.registry import encoder_location
+from rader.retriever.types import FusionMethod, IndexType, RetrieverName, RetrieverOptions
 
 ENV_PREFIX = "RADER_"
+
+
+def default_of(config: type, name: str) -> Any:
+    """The default that a config dataclass declares for its field ``name``: the settings
+    validate and document each value, the dataclass alone says what it is by default."""
+    return {f.name: f.default for f in dataclasses.fields(config)}[name]
+
+
+retriever_default = partial(default_of, RetrieverOptions)
+llm_default = partial(default_of, LLMConfig)
+agent_default = partial(default_of, AgentConfig)
 
 
 class Section(BaseModel):
@@ -40,15 +56,17 @@ class Section(BaseModel):
 class RetrieverSettings(Section):
     """How theorems are retrieved."""
 
-    kind: Literal["bm25", "dense", "hybrid"] = Field("hybrid", description="which retriever")
+    kind: RetrieverName = Field("hybrid", description="which retriever")
     k: int = Field(10, ge=1, le=1000, description="hits per query")
-    encoder: str = Field("minilm", description="dense encoder: built-in name, folder, or hub id")
-    index_type: Literal["flat", "hnsw", "ivf"] = Field("flat", description="faiss index type")
-    fusion: Literal["weighted", "rrf"] = Field("weighted", description="hybrid fusion method")
-    alpha: float = Field(0.65, ge=0.0, le=1.0, description="weighted fusion: dense share")
-    rrf_k: int = Field(60, ge=1, description="RRF constant")
-    depth: int = Field(100, ge=1, description="hits per retriever before fusion")
-    batch_size: int = Field(32, ge=1, description="encoder batch size")
+    encoder: str = Field(retriever_default("encoder"),
+                         description="dense encoder: built-in name, folder, or hub id")
+    index_type: IndexType = Field(retriever_default("index_type"), description="faiss index type")
+    fusion: FusionMethod = Field(retriever_default("fusion"), description="hybrid fusion method")
+    alpha: float = Field(retriever_default("alpha"), ge=0.0, le=1.0,
+                         description="weighted fusion: dense share")
+    rrf_k: int = Field(retriever_default("rrf_k"), ge=1, description="RRF constant")
+    depth: int = Field(retriever_default("depth"), ge=1, description="hits per retriever before fusion")
+    batch_size: int = Field(retriever_default("batch_size"), ge=1, description="encoder batch size")
 
     def options(self, home: Path | None = None) -> RetrieverOptions:
         """Index options; with ``home``, a registered encoder name becomes its folder."""
@@ -61,23 +79,23 @@ class RetrieverSettings(Section):
 class LLMSettings(Section):
     """Which language model runs the agent, and how it is called."""
 
-    backend: Literal["llamacpp", "openai", "transformers", "vllm"] = Field(
-        "llamacpp", description="runtime: llamacpp | openai (a server) | transformers | vllm (in-process)")
-    model: str = Field("qwen2.5-coder-1.5b",
+    backend: Backend = Field(llm_default("backend"),
+                             description="llamacpp | openai (a server) | transformers | vllm (in-process)")
+    model: str = Field(llm_default("model"),
                        description="catalog name, .gguf path, HF checkpoint folder, or server model")
-    base_url: str | None = Field(None, description="OpenAI-compatible server URL (backend openai)")
-    api_key: str = Field("none", description="API key for the server, if it wants one")
-    temperature: float = Field(0.0, ge=0.0, le=2.0)
-    max_tokens: int = Field(512, ge=1, description="max tokens of one call")
-    seed: int = 0
-    timeout_s: float = Field(600.0, gt=0, description="per-call timeout (a whole solution is one call)")
-    retries: int = Field(1, ge=0, description="retries of a failed call")
-    context: int = Field(4096, ge=256, description="llama.cpp context per slot")
-    parallel: int = Field(1, ge=1, description="llama.cpp slots (concurrent requests)")
+    base_url: str | None = Field(llm_default("base_url"),
+                                 description="OpenAI-compatible server URL (backend openai)")
+    api_key: str = Field(llm_default("api_key"), description="API key for the server, if it wants one")
+    temperature: float = Field(llm_default("temperature"), ge=0.0, le=2.0, description="0: greedy")
+    max_tokens: int = Field(llm_default("max_tokens"), ge=1, description="max tokens of one call")
+    seed: int = Field(llm_default("seed"))
+    timeout_s: float = Field(llm_default("timeout_s"), gt=0,
+                             description="per-call timeout (a whole solution is one call)")
+    retries: int = Field(llm_default("retries"), ge=0, description="retries of a failed call")
+    context: int = Field(llm_default("context"), ge=256, description="llama.cpp context per slot")
+    parallel: int = Field(llm_default("parallel"), ge=1, description="llama.cpp slots (concurrent requests)")
 
-    def config(self):
-        from rader.agent.llm import LLMConfig
-
+    def config(self) -> LLMConfig:
         return LLMConfig(**self.model_dump())
 
 
@@ -88,32 +106,49 @@ class AgentSettings(Section):
         "hybrid", description="theorem retriever (none: no theorems)")
     examples: Literal["none", "bm25", "dense", "hybrid"] = Field(
         "none", description="worked-example retriever over `example_corpora` (none: no examples)")
-    solution_tokens: int = Field(1024, ge=16, description="completion tokens of the solution (bare budget)")
-    max_tokens: int = Field(40000, ge=1, description="prompt + completion tokens over the whole run")
-    max_seconds: float = Field(600.0, gt=0, description="wall time of a run")
-    max_steps: int = Field(64, ge=1, description="paragraphs: a safety net far above what solutions need")
-    max_retrievals: int = Field(4, ge=0)
-    retrieve_before: bool = Field(True, description="retrieve for the problem before the solution starts")
-    retrieve_on_request: bool = Field(False, description="let the model ask with a `Search:` line")
-    retrieve_every: int = Field(0, ge=0, description="also retrieve after every N paragraphs (0: never)")
-    write_query: bool = Field(True, description="the model names the theorem it needs (llm_query)")
-    k: int = Field(3, ge=1, description="theorems retrieved and judged per retrieval")
-    examples_k: int = Field(3, ge=1, description="worked examples retrieved and judged")
-    max_examples: int = Field(2, ge=0, description="worked examples shown to the model")
-    judge: bool = Field(True, description="self-reflective relevance check")
-    judge_threshold: float = Field(0.75, ge=0, le=1, description="P(yes) that makes a hit relevant")
-    judge_top_threshold: float = Field(0.05, ge=0, le=1, description="same, for a retrieval's best theorem")
-    example_threshold: float = Field(0.75, ge=0, le=1, description="P(yes) that makes an example relevant")
-    judge_chars: int = Field(0, ge=0, description="statement characters shown to the judge")
-    theorem_chars: int = Field(300, ge=0, description="statement characters of a theorem shown to the model")
-    example_chars: int = Field(1500, ge=0, description="solution characters of an example shown")
-    compute: bool = Field(False, description="let the model ask sympy with a `Compute:` line")
-    force_answer: bool = Field(True, description="out of budget without an answer: ask for it alone")
-    answer_tokens: int = Field(40, ge=1, description="tokens of that forced answer")
+    solution_tokens: int = Field(agent_default("solution_tokens"), ge=16,
+                                 description="completion tokens of the solution (bare budget)")
+    max_tokens: int = Field(agent_default("max_tokens"), ge=1,
+                            description="prompt + completion tokens over the whole run")
+    max_seconds: float = Field(agent_default("max_seconds"), gt=0, description="wall time of a run")
+    max_steps: int = Field(agent_default("max_steps"), ge=1,
+                           description="paragraphs: a safety net far above what solutions need")
+    max_retrievals: int = Field(agent_default("max_retrievals"), ge=0)
+    retrieve_before: bool = Field(agent_default("retrieve_before"),
+                                  description="retrieve for the problem before the solution starts")
+    retrieve_on_request: bool = Field(agent_default("retrieve_on_request"),
+                                      description="let the model ask with a `Search:` line")
+    retrieve_every: int = Field(agent_default("retrieve_every"), ge=0,
+                                description="also retrieve after every N paragraphs (0: never)")
+    write_query: bool = Field(agent_default("write_query"),
+                              description="the model names the theorem it needs (llm_query)")
+    k: int = Field(agent_default("k"), ge=1, description="theorems retrieved and judged per retrieval")
+    examples_k: int = Field(agent_default("examples_k"), ge=1,
+                            description="worked examples retrieved and judged")
+    max_examples: int = Field(agent_default("max_examples"), ge=0,
+                              description="worked examples shown to the model")
+    judge: bool = Field(agent_default("judge"), description="self-reflective relevance check")
+    judge_threshold: float = Field(agent_default("judge_threshold"), ge=0, le=1,
+                                   description="P(yes) that makes a hit relevant")
+    judge_top_threshold: float = Field(agent_default("judge_top_threshold"), ge=0, le=1,
+                                       description="same, for a retrieval's best theorem")
+    example_threshold: float = Field(agent_default("example_threshold"), ge=0, le=1,
+                                     description="P(yes) that makes an example relevant")
+    judge_chars: int = Field(agent_default("judge_chars"), ge=0,
+                             description="statement characters shown to the judge")
+    theorem_chars: int = Field(agent_default("theorem_chars"), ge=0,
+                               description="statement characters of a theorem shown to the model")
+    example_chars: int = Field(agent_default("example_chars"), ge=0,
+                               description="solution characters of an example shown")
+    compute: bool = Field(agent_default("compute"),
+                          description="let the model ask sympy with a `Compute:` line")
+    force_answer: bool = Field(agent_default("force_answer"),
+                               description="out of budget without an answer: ask for it alone")
+    answer_tokens: int = Field(agent_default("answer_tokens"), ge=1,
+                               description="tokens of that forced answer")
+    reasks: int = Field(agent_default("reasks"), ge=0, description="re-asks of an empty or failed reply")
 
-    def config(self):
-        from rader.agent.state import AgentConfig
-
+    def config(self) -> AgentConfig:
         return AgentConfig(**self.model_dump(exclude={"retriever", "examples"}))
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Literal
 
 import faiss
 import numpy as np
@@ -24,10 +23,8 @@ import numpy as np
 from .corpus import Corpus
 from .encoders import Encoder
 from .errors import RaderError
-from .types import Hit, Query, ranked_hits
+from .types import INDEX_TYPES, Hit, IndexType, Query, ranked_hits
 
-IndexType = Literal["flat", "hnsw", "ivf"]
-INDEX_TYPES: tuple[str, ...] = ("flat", "hnsw", "ivf")
 _FILE = "vectors.faiss"
 
 

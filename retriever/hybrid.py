@@ -16,12 +16,8 @@ Example:
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Literal
 
-from .types import Hit, Query, ranked_hits
-
-FusionMethod = Literal["rrf", "weighted"]
-FUSION_METHODS: tuple[str, ...] = ("rrf", "weighted")
+from .types import DEFAULT_ALPHA, DEFAULT_RRF_K, FusionMethod, Hit, Query, ranked_hits
 
 
 def _min_max(hits: list[Hit]) -> dict[str, float]:
@@ -34,7 +30,7 @@ def _min_max(hits: list[Hit]) -> dict[str, float]:
 
 def fuse(
     bm25: list[Hit], dense: list[Hit], *, method: FusionMethod = "weighted",
-    alpha: float = 0.65, rrf_k: int = 60, k: int | None = None,
+    alpha: float = DEFAULT_ALPHA, rrf_k: int = DEFAULT_RRF_K, k: int | None = None,
 ) -> list[Hit]:
     """One ranking from a BM25 and a dense ranking of the same query."""
     fused: dict[str, float] = defaultdict(float)
@@ -59,8 +55,8 @@ class HybridIndex:
 
     kind = "hybrid"
 
-    def __init__(self, bm25, dense, *, method: FusionMethod = "weighted", alpha: float = 0.65,
-                 rrf_k: int = 60, depth: int = 100) -> None:
+    def __init__(self, bm25, dense, *, method: FusionMethod = "weighted", alpha: float = DEFAULT_ALPHA,
+                 rrf_k: int = DEFAULT_RRF_K, depth: int = 100) -> None:
         self.bm25, self.dense = bm25, dense
         self.method, self.alpha, self.rrf_k, self.depth = method, alpha, rrf_k, depth
         self.ids = dense.ids

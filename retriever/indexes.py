@@ -27,9 +27,10 @@ from typing import Any
 from .atomic import free_space
 from .bm25 import BM25Index
 from .corpus import Corpus
-from .dense import DenseIndex, IndexType
+from .dense import DenseIndex
 from .encoders import Encoder
 from .errors import RaderError
+from .types import IndexType
 
 log = logging.getLogger(__name__)
 MANIFEST_VERSION = 2  # 2: per-file sizes and sha256 (`files`)

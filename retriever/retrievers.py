@@ -14,18 +14,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 from .bm25 import BM25Index
 from .corpus import Corpus
-from .dense import DenseIndex, IndexType
+from .dense import DenseIndex
 from .encoders import Encoder, load_encoder
 from .errors import RaderError
-from .hybrid import FusionMethod, HybridIndex
+from .hybrid import HybridIndex
 from .indexes import IndexStore
-from .types import RETRIEVER_NAMES, Hit, Query, Theorem
+from .types import RETRIEVER_NAMES, Hit, Query, RetrieverOptions, Theorem
 
 log = logging.getLogger(__name__)
 MAX_QUERY_CHARS = 20_000  # longer text is cut: no encoder reads past 512 tokens anyway
@@ -35,20 +34,6 @@ class Index(Protocol):
     kind: str
 
     def search_many(self, queries: list[Query], k: int = 10) -> list[list[Hit]]: ...
-
-
-@dataclass(frozen=True, slots=True)
-class RetrieverOptions:
-    """How to open a retriever; mirrors the ``retriever`` settings section."""
-
-    encoder: str = "minilm"
-    index_type: IndexType = "flat"
-    fusion: FusionMethod = "weighted"
-    alpha: float = 0.65
-    rrf_k: int = 60
-    depth: int = 100
-    batch_size: int = 32
-    faiss_options: dict[str, int] = field(default_factory=dict)
 
 
 def clean_query(query: Query | str) -> Query:

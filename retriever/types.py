@@ -1,4 +1,5 @@
-"""Typed records that cross package boundaries: theorems, queries and ranked hits.
+"""Typed records that cross package boundaries: theorems, queries, ranked hits, and the
+options a retriever opens with (the settings' ``[retriever]`` section takes its defaults here).
 
 Every record is a frozen dataclass with ``to_dict()``/``from_dict()`` so it survives JSON.
 """
@@ -12,6 +13,26 @@ QueryKind = Literal["problem", "llm_query", "cot_step", "lexical"]
 QUERY_KINDS: tuple[str, ...] = get_args(QueryKind)
 RetrieverName = Literal["bm25", "dense", "hybrid"]
 RETRIEVER_NAMES: tuple[str, ...] = get_args(RetrieverName)
+IndexType = Literal["flat", "hnsw", "ivf"]
+INDEX_TYPES: tuple[str, ...] = get_args(IndexType)
+FusionMethod = Literal["rrf", "weighted"]
+FUSION_METHODS: tuple[str, ...] = get_args(FusionMethod)
+DEFAULT_ALPHA = 0.65  # weighted fusion: the dense share (benchmarks/RESULTS.md, retrieval quality)
+DEFAULT_RRF_K = 60
+
+
+@dataclass(frozen=True, slots=True)
+class RetrieverOptions:
+    """How to open a retriever; mirrors the ``retriever`` settings section."""
+
+    encoder: str = "minilm"
+    index_type: IndexType = "flat"
+    fusion: FusionMethod = "weighted"
+    alpha: float = DEFAULT_ALPHA
+    rrf_k: int = DEFAULT_RRF_K
+    depth: int = 100
+    batch_size: int = 32
+    faiss_options: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

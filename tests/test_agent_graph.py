@@ -211,7 +211,8 @@ def test_judge_decides_a_retrievals_hits_together(smol_llm):
     nobody = judge_hits(smol_llm, "Sum of the roots?", [], theorems,
                         AgentConfig(judge_threshold=1.0, judge_top_threshold=1.0))[0]
     assert not any(j.relevant for j in nobody) and "P(yes)=" in nobody[0].rationale
-    example = Theorem("e", "", "Find the sum of the roots of x^2-7x+10=0.", metadata={"solution": "By Vieta, 7."})
+    example = Theorem("e", "", "Find the sum of the roots of x^2-7x+10=0.",
+                      metadata={"solution": "By Vieta, 7."})
     alone = judge_hits(smol_llm, "Sum of the roots of x^2-5x+6=0?", [], [example], config)[0][0]
     assert not alone.relevant  # the best-hit rule admits theorems, never a worked example
     assert judge_hits(smol_llm, "Sum of the roots of x^2-5x+6=0?", [], [example],

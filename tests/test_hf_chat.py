@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from langchain_core.messages import HumanMessage
 
@@ -40,3 +42,30 @@ def test_a_folder_that_is_no_checkpoint_is_a_clear_error(tmp_path):
     llm = chat_model(LLMConfig(backend="transformers", model=str(tmp_path)), home=tmp_path)
     with pytest.raises(RaderError, match="transformers could not load"):
         llm.invoke("hi")
+
+
+def test_generation_stops_at_a_stop_sequence_and_a_closed_stream(hf_llm):
+    prompt = [HumanMessage("List the numbers from 1 to 30, separated by commas.")]
+    whole = hf_llm.invoke(prompt, max_tokens=40).usage_metadata["output_tokens"]
+    stopped = hf_llm.invoke(prompt, max_tokens=40, stop=["3"])
+    assert "3" not in stopped.content
+    assert stopped.usage_metadata["output_tokens"] < whole  # generation stopped there, not cut after
+    assert stopped.response_metadata["finish_reason"] == "stop"
+    threads = threading.active_count()
+    stream = hf_llm.stream(prompt, max_tokens=40)
+    next(stream)
+    assert threading.active_count() == threads + 1  # the generation's worker
+    stream.close()  # the reader is gone: the worker ends now, not at the token limit
+    assert threading.active_count() == threads
+
+
+def test_a_stream_reports_usage_and_a_budget_triggers(hf_llm):
+    from functools import reduce
+
+    chunks = list(hf_llm.stream([HumanMessage("Count from 1 to 50.")], max_tokens=12))
+    whole = reduce(lambda a, b: a + b, chunks)
+    assert whole.usage_metadata["output_tokens"] == 12 and whole.usage_metadata["input_tokens"] > 5
+    assert whole.response_metadata["finish_reason"] == "length"
+    state = build_graph(llm=hf_llm, settings=AgentConfig(solution_tokens=12, force_answer=False)).invoke(
+        {"problem": {"id": "p", "text": "Count from 1 to 50, one number per line."}})
+    assert 0 < state["solution_tokens"] <= 12 + 1 and "solution_tokens" in (state.get("stop_reason") or "")

@@ -58,3 +58,23 @@ def test_parts_cache_builds_a_key_once_for_concurrent_callers():
     for thread in threads:
         thread.join()
     assert builds == [1] and results == [1, 1, 1, 1]
+
+
+def test_each_setting_has_one_source():
+    """The settings sections take their fields' defaults from the config dataclasses they build:
+    a field added to one and not the other, or a default written twice, shows here."""
+    import dataclasses
+
+    from rader.agent import AgentConfig, LLMConfig
+    from rader.app.settings import AgentSettings, LLMSettings, RetrieverSettings
+    from rader.retriever import RetrieverOptions
+
+    pairs = [(AgentSettings, AgentConfig, {"retriever", "examples"}, {"compute_limits"}),
+             (LLMSettings, LLMConfig, set(), {"threads"}),
+             (RetrieverSettings, RetrieverOptions, {"kind", "k"}, {"faiss_options"})]
+    for section, config, section_only, config_only in pairs:
+        declared = {f.name: f.default for f in dataclasses.fields(config)}
+        assert set(section.model_fields) - section_only == set(declared) - config_only, section.__name__
+        for name, field in section.model_fields.items():
+            if name not in section_only:
+                assert field.default == declared[name], f"{section.__name__}.{name}"
