@@ -10,7 +10,7 @@ from rader.retriever.lazy import lazy_exports
 
 # module -> its public names, loaded on first use (the graph alone imports LangGraph)
 _EXPORTS = {
-    "graph": "build_graph",
+    "graph": "AGENT_GRAPH build_graph compile_graph",
     "llm": "LLMConfig chat_model",
     "models": "CATALOG DEFAULT_MODEL fetch resolve_model",
     "parts": "AgentParts PartsCache",
@@ -18,7 +18,7 @@ _EXPORTS = {
     "protocol": "find_request last_boxed paragraphs parse_query parse_verdict",
     "records": "Judgment Problem Step ToolCall Trajectory",
     "sandbox": "ComputeLimits compute verify_answer",
-    "state": "AgentConfig AgentState",
+    "state": "AgentConfig AgentContext AgentState",
     "store": "MergeReport TrajectoryStore read_trajectories",
 }
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -17,6 +17,7 @@ from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
 if TYPE_CHECKING:
+    from rader.agent.state import AgentContext
     from rader.retriever import Retriever
 
 Built = TypeVar("Built")
@@ -33,6 +34,15 @@ class AgentParts(NamedTuple):
     llm: Any = None  # the chat model that writes solutions
     examples: Retriever | None = None  # worked examples
     aux_llm: Any = None  # the chat model of the short calls (queries, verdicts)
+    config: Any = None  # the AgentConfig the graph runs with when a run passes no context
+
+    def context(self, config: Any = None) -> AgentContext:
+        """A run's context on these parts: the graph's own settings, or ``config`` (budgets, k,
+        thresholds) for a run that chose others; the same compiled graph serves both."""
+        from rader.agent.state import AgentConfig, AgentContext
+
+        return AgentContext(llm=self.llm, retriever=self.retriever, examples=self.examples,
+                            aux_llm=self.aux_llm, config=config or self.config or AgentConfig())
 
 
 class PartsCache(Generic[Built]):

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from rader.agent.records import FINISHED_STATUSES, Problem, Source, Step, Trajectory, now_iso
+from rader.agent.state import merge_steps
 from rader.agent.store import TrajectoryStore
 from rader.retriever import RaderError
 
@@ -56,8 +57,9 @@ def _guarded(callback: Callable | None) -> Callable | None:
 
 def apply_update(trajectory: Trajectory, values: dict[str, Any]) -> None:
     """Fold one node's state update into the trajectory record."""
-    if values.get("steps") is not None:
-        trajectory.steps = [Step.from_dict(s) for s in values["steps"]]
+    if values.get("steps"):  # the steps a node wrote or changed (the state's reducer merges them so)
+        merged = merge_steps([step.to_dict() for step in trajectory.steps], values["steps"])
+        trajectory.steps = [Step.from_dict(step) for step in merged]
     for key in ("final_answer", "verified"):
         if key in values:
             setattr(trajectory, key, values[key])
@@ -71,8 +73,11 @@ def apply_update(trajectory: Trajectory, values: dict[str, Any]) -> None:
 def run_problem(graph, problem: Problem, *, store: TrajectoryStore | None, model: str, retriever: str,
                 config: dict[str, Any] | None = None, on_update: OnUpdate | None = None,
                 graph_config: dict[str, Any] | None = None, trajectory_id: str | None = None,
-                on_token: OnToken | None = None, source: Source = "python") -> Trajectory:
+                on_token: OnToken | None = None, source: Source = "python",
+                context: Any = None) -> Trajectory:
     """Stream ``graph`` over ``problem``; returns the finished (or interrupted) trajectory.
+
+    ``context`` (an `AgentContext`) is the run's own, instead of the one the graph was built with.
 
     ``on_update`` sees each node's update; ``on_token``, when given, each token the model
     writes, with the node writing it (LangGraph's ``messages`` stream). A fixed
@@ -86,8 +91,9 @@ def run_problem(graph, problem: Problem, *, store: TrajectoryStore | None, model
         store.save(trajectory)
     try:
         modes = ["updates", "messages"] if on_token else ["updates"]
+        with_context = {"context": context} if context is not None else {}
         for mode, chunk in graph.stream({"problem": problem.to_dict()}, config=graph_config,
-                                        stream_mode=modes):
+                                        stream_mode=modes, **with_context):
             if mode == "messages":
                 message, metadata = chunk
                 if isinstance(message.content, str) and message.content:

@@ -1,10 +1,10 @@
-"""The graph state and the agent's settings: plain JSON-able values, so any LangGraph
-checkpointer can store the state."""
+"""The graph state (plain JSON-able values, so any LangGraph checkpointer can store it), the
+agent's settings, and a run's context (the models and retrievers it works with)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, TypedDict
+from typing import Annotated, Any, TypedDict
 
 from rader.agent.sandbox import ComputeLimits
 
@@ -28,9 +28,22 @@ def empty_pending() -> Pending:
                    completion_tokens=0, cached_tokens=0)
 
 
+def merge_steps(steps: list[dict[str, Any]], changed: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The steps' reducer: a node returns only the steps it wrote or changed; a changed step
+    replaces the one of the same index, a new one is appended.
+
+    Example:
+        >>> merge_steps([{"index": 1, "thought": "a"}], [{"index": 1, "thought": "a!"}, {"index": 2}])
+        [{'index': 1, 'thought': 'a!'}, {'index': 2}]
+    """
+    by_index = {step["index"]: step for step in steps}
+    by_index.update((step["index"], step) for step in changed)
+    return [by_index[index] for index in sorted(by_index)]
+
+
 class AgentState(TypedDict, total=False):
     problem: dict[str, Any]  # a Problem as a dict; the only required input (+ "exclude_ids": [...])
-    steps: list[dict[str, Any]]  # finished Steps as dicts: the paragraphs of the solution so far
+    steps: Annotated[list[dict[str, Any]], merge_steps]  # finished Steps as dicts: the paragraphs so far
     solution: str  # the solution text as the model reads it (paragraphs, search results, results)
     references: list[str]  # quoted examples and theorems in the prompt before the solution
     pending: Pending | None  # gathered for the next step
@@ -84,3 +97,24 @@ class AgentConfig:
     answer_tokens: int = 40  # tokens of that forced answer
     reasks: int = 2  # re-asks after an empty or failed reply before the run errors
     compute_limits: ComputeLimits = field(default_factory=ComputeLimits)
+
+
+@dataclass(frozen=True)
+class AgentContext:
+    """What one run works with: LangGraph's run-time context of the agent's graph.
+
+    ``llm`` writes the solution and ``aux_llm`` (default ``llm``) makes the short calls
+    (queries, verdicts); ``retriever`` searches theorems and ``examples`` worked examples
+    (each a `rader.retriever.Retriever`, anything with ``search(Query, k)``, ``theorem(id)``
+    and ``name``, or None); ``config`` holds the run's settings and budgets.
+    """
+
+    llm: Any
+    retriever: Any = None
+    examples: Any = None
+    aux_llm: Any = None
+    config: AgentConfig = field(default_factory=AgentConfig)
+
+    @property
+    def aux(self) -> Any:
+        return self.aux_llm or self.llm

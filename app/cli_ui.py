@@ -43,12 +43,14 @@ def page_backend(settings: Settings) -> PageBackend:
     agents: PartsCache[AgentParts] = PartsCache(AGENTS_KEPT)
 
     def agent(choices: RunChoices, progress: Progress | None = None) -> AgentParts:
-        key = choices
-        if not {"dense", "hybrid"} & {choices.retriever, choices.examples}:
-            key = choices._replace(encoder="")  # the encoder plays no part: share one build
-        return agents.get(key, lambda: agent_from_settings(
-            settings_with(settings, choices), retriever=choices.retriever, examples=choices.examples,
-            progress=progress))
+        """The parts for the choices, with the run's budgets as their config: parts are kept per
+        retriever, encoder, model and example kind; budgets are a run's context."""
+        chosen = settings_with(settings, choices)
+        dense = {"dense", "hybrid"} & {choices.retriever, choices.examples}
+        key = (choices.retriever, choices.encoder if dense else "", choices.model, choices.examples)
+        parts = agents.get(key, lambda: agent_from_settings(chosen, retriever=choices.retriever,
+                                                            examples=choices.examples, progress=progress))
+        return parts._replace(config=chosen.agent.config())
 
     def run_config(choices: RunChoices) -> dict:
         chosen = settings_with(settings, choices)  # recorded like `rader solve` records its runs

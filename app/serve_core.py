@@ -138,10 +138,12 @@ class Service:
 
     def parts(self, kind: str, agent: AgentSettings, progress: Progress | None = None) -> AgentParts:
         """The agent built for a theorem retriever and ``[agent]`` settings, as `rader solve` builds
-        it (a few are kept; the model server is shared by all of them)."""
+        it, with ``agent``'s budgets as its config (parts are kept per retriever and worked-example
+        kind: budgets are a run's context, not a build of their own)."""
         chosen = self.settings.model_copy(update={"agent": agent})
-        return self._parts.get((kind, agent.model_dump_json()),
-                               lambda: agent_from_settings(chosen, retriever=kind, progress=progress))
+        parts = self._parts.get((kind, agent.examples),
+                                lambda: agent_from_settings(chosen, retriever=kind, progress=progress))
+        return parts._replace(config=agent.config())
 
     def warm_up(self, progress: Progress | None = None) -> None:
         """Load the model (``progress`` sees a first fetch's bytes), the default agent and the
@@ -159,7 +161,8 @@ class Service:
         try:
             run_problem(parts.graph, Problem("serve-warm-up", "What is 1 + 1?"), store=None,
                         model=parts.model, retriever=parts.retriever_name,
-                        on_update=lambda node, _, trajectory: tracker.on_update(node, trajectory))
+                        on_update=lambda node, _, trajectory: tracker.on_update(node, trajectory),
+                        context=parts.context())
         except Exception:  # the first runs learn it instead
             log.warning("the warm-up run failed; the first answers stream step by step", exc_info=True)
         log.info("nodes writing the solution: %s", sorted(self.writers))
@@ -227,7 +230,8 @@ class Service:
         problem = Problem(id=f"{source}-{digest}", text=text, answer=options.answer, source=source)
         config = {"llm": self.settings.llm.model_dump(exclude={"api_key"}), "agent": agent.model_dump(),
                   "retriever": self.settings.retriever.model_dump(), "source": source}
-        job = Job(parts.graph, problem, parts.model, parts.retriever_name, config, agent.max_seconds)
+        job = Job(parts.graph, problem, parts.model, parts.retriever_name, config, agent.max_seconds,
+                  parts.context())
         return self.pool.submit(Run(job, store=self.store, title_of=self.title_of, emit=emit,
                                     live_tokens=live_tokens, writers=self.writers))
 

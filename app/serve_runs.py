@@ -78,6 +78,7 @@ class Job(NamedTuple):
     retriever: str
     config: dict[str, Any]
     max_seconds: float
+    context: Any = None  # the run's AgentContext (its own budgets on the graph's parts)
 
 
 class Run:
@@ -156,7 +157,8 @@ class Run:
             self.trajectory = run_problem(
                 job.graph, job.problem, store=self.store, model=job.model, retriever=job.retriever,
                 config=job.config, on_update=self._on_update, on_token=self._on_token,
-                graph_config={"callbacks": [_StopInCall(self)]}, trajectory_id=self.id, source="serve")
+                graph_config={"callbacks": [_StopInCall(self)]}, trajectory_id=self.id, source="serve",
+                context=job.context)
             self.tracker.finish(self.trajectory)
         except (RunStopped, _Cut):
             self.trajectory = self.trajectory or self.store.get(self.id)

@@ -98,9 +98,10 @@ def agent_from_settings(settings: Settings, *, retriever: str | None = None, exa
     engine = None if kind == "none" else retriever_from_settings(settings, kind=kind)
     solved = (None if example_kind == "none"
               else examples_from_settings(settings, example_kind, exclude_examples))
-    graph = build_graph(llm=llm, retriever=engine, settings=settings.agent.config(), examples=solved,
-                        aux_llm=aux_llm)
-    return AgentParts(graph, llm_config.model, agent_name(kind, example_kind), engine, llm, solved, aux_llm)
+    config = settings.agent.config()
+    graph = build_graph(llm=llm, retriever=engine, settings=config, examples=solved, aux_llm=aux_llm)
+    return AgentParts(graph, llm_config.model, agent_name(kind, example_kind), engine, llm, solved, aux_llm,
+                      config)
 
 
 def graph_sampler(settings: Settings, retriever: str, seed: int = 0, examples: str | None = None):

@@ -288,3 +288,44 @@ def test_a_loop_or_an_empty_budget_ends_with_a_forced_answer():
     plain = build_graph(llm=Scripted(responses=[loop]), retriever=None,
                         settings=AgentConfig(force_answer=False)).invoke({"problem": PROBLEM})
     assert plain["status"] == "budget_exhausted" and plain["final_answer"] is None
+
+
+def test_one_compiled_graph_serves_every_context(bm25):
+    """Models, retrievers and budgets are a run's context: the same compiled graph runs them all,
+    and a graph built with a default context still takes a run's own."""
+    from rader.agent import AGENT_GRAPH, AgentContext
+
+    reply = "Vieta gives the sum directly, so the answer is $\\boxed{5}$."
+    quick = {"judge": False, "write_query": False}
+
+    def context(**config):
+        return AgentContext(llm=Scripted(responses=[reply]), retriever=bm25,
+                            config=AgentConfig(**quick, **config))
+
+    one = AGENT_GRAPH.invoke({"problem": PROBLEM}, context=context(k=1))
+    three = AGENT_GRAPH.invoke({"problem": PROBLEM}, context=context(k=3))
+    assert len(one["steps"][0]["hits"]) == 1 and len(three["steps"][0]["hits"]) == 3
+    assert one["verified"] is True and three["verified"] is True
+    bare = AGENT_GRAPH.invoke({"problem": PROBLEM}, context=AgentContext(llm=Scripted(responses=[reply])))
+    assert bare["steps"][0]["queries"] == [] and bare["references"] == []
+    graph = build_graph(llm=Scripted(responses=[reply]), retriever=bm25, settings=AgentConfig(**quick, k=1))
+    assert len(graph.invoke({"problem": PROBLEM})["steps"][0]["hits"]) == 1
+    assert len(graph.invoke({"problem": PROBLEM}, context=context(k=2))["steps"][0]["hits"]) == 2
+
+
+def test_nodes_and_routers_are_functions_of_state_and_context(bm25):
+    import time
+
+    from langgraph.runtime import Runtime
+
+    from rader.agent import AgentContext
+    from rader.agent.graph import after_reason, first_move, over_budget
+
+    runtime = Runtime(context=AgentContext(llm=None, retriever=bm25, config=AgentConfig(max_steps=2)))
+    assert first_move({}, runtime) == "retrieve" and first_move({"retrievals": 4}, runtime) == "reason"
+    assert first_move({}, Runtime(context=AgentContext(llm=None))) == "reason"  # nothing to retrieve from
+    two = {"steps": [{"index": 1}, {"index": 2}], "solution": "so x = 1", "started": time.time()}
+    assert over_budget(two, AgentConfig(max_steps=2)) == "max_steps (2)"
+    assert over_budget(two, AgentConfig()) is None
+    assert after_reason(two, runtime) == "conclude"  # out of steps, no answer yet: ask for it
+    assert after_reason({**two, "solution": "so $\\boxed{1}$"}, runtime) == "finish"

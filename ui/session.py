@@ -110,7 +110,7 @@ class LiveRun:
                 return
             trajectory = run_problem(parts.graph, self.problem, store=self.store, model=parts.model,
                                      retriever=parts.retriever_name, config=self.config,
-                                     on_update=self._on_update, source="ui")
+                                     on_update=self._on_update, source="ui", context=parts.context())
             self._publish(phase="done", trajectory_id=trajectory.id, pending=None)
         except RunStopped:
             self._publish(phase="stopped", pending=None)
