@@ -48,6 +48,7 @@ from rader.agent.state import AgentConfig, AgentContext, AgentState, Pending, em
 from rader.retriever import Hit, Query, Theorem
 
 EXAMPLES_PREFIX = "examples/"  # Hit.retriever of a worked example: examples/<retriever name>
+SOLUTION_NODES = frozenset({"reason", "conclude"})  # the nodes whose streamed tokens are the solution
 _WORDS = re.compile(r"\w+")
 _BREAK = re.compile(r"\n[ \t]*\n")
 

@@ -105,6 +105,12 @@ def thought_html(step: Step) -> str:
             f"{tokens} tokens</div><div>{thought}</div>{calls}{events_html(step.events)}</div>")
 
 
+def draft_html(draft: str) -> str:
+    """The text the model is writing now, streamed token by token until it becomes steps."""
+    return (f'<div class="rd-thought rd-draft"><div class="rd-label">writing…</div>'
+            f"<div>{text(draft)}</div></div>")
+
+
 def seconds(trajectory: Trajectory) -> float:
     end = datetime.fromisoformat(trajectory.finished_at) if trajectory.finished_at else None
     if end is None:

@@ -70,9 +70,10 @@ class Controller:
         return str(path)
 
     def shown(self, trajectory: Trajectory, status: str, *, pending: dict[str, Any] | None = None,
-              final: bool = True) -> Outputs:
-        """Outputs that show ``trajectory``; an unfinished one has no answer or download yet."""
-        view = {"trajectory": trajectory.to_dict(), "pending": pending}
+              final: bool = True, draft: str = "") -> Outputs:
+        """Outputs that show ``trajectory`` (and the text the model is writing now, ``draft``); an
+        unfinished one has no answer or download yet."""
+        view = {"trajectory": trajectory.to_dict(), "pending": pending, "draft": draft}
         answer = html.answer_html(trajectory) if final else ""
         return view, status, answer, trajectory.to_dict(), self.download(trajectory) if final else gr.skip()
 
@@ -109,18 +110,19 @@ class Controller:
                       store=self.store, config=config).start()
         self.runs[request.session_hash] = run
         try:
-            shown = -1
+            shown = None
             for snapshot in run.snapshots():
                 if snapshot.finished:
                     yield self.finished(snapshot)
                     return
-                trajectory = self.store.get(snapshot.trajectory_id) if snapshot.trajectory_id else None
+                trajectory = Trajectory.from_dict(snapshot.trajectory) if snapshot.trajectory else None
                 status = html.status_html("running", self.progress_line(snapshot, trajectory))
-                if trajectory is None or snapshot.updates == shown:  # loading, or a clock tick
+                if trajectory is None or (snapshot.updates, snapshot.draft) == shown:  # a clock tick
                     yield gr.skip(), status, gr.skip(), gr.skip(), gr.skip()
-                else:
-                    yield self.shown(trajectory, status, pending=snapshot.pending, final=False)
-                    shown = snapshot.updates
+                else:  # a node finished, or the model wrote more: the page streams it
+                    yield self.shown(trajectory, status, pending=snapshot.pending, final=False,
+                                     draft=snapshot.draft)
+                    shown = snapshot.updates, snapshot.draft
         finally:  # also when Gradio closes this generator (Stop, a closed tab): the worker ends too
             run.stop()
             if self.runs.get(request.session_hash) is run:
@@ -260,6 +262,8 @@ class Controller:
             for hit in map(Hit.from_dict, pending["hits"]):
                 markdown(html.card_html(hit, self.theorem(hit.theorem_id), judged.get(hit.theorem_id), None,
                                           judging=not judged))
+        if current.get("draft"):  # the model's words as it writes them
+            markdown(html.draft_html(current["draft"]))
 
 
 def markdown(value: str) -> gr.Markdown:

@@ -1,8 +1,9 @@
-"""One agent run per browser session, in a worker thread the page polls.
+"""One agent run per browser session, in a worker thread whose snapshots the page streams.
 
 The worker builds the agent (fetching the model on first use), streams the graph through
 `rader.agent.runner.run_problem` (which keeps the trajectory in the store after every
-step) and publishes the latest node, pending retrieval and trajectory id. `LiveRun.stop`
+step) and publishes the latest node, the live trajectory, the pending retrieval and the
+text the model is writing now, token by token (``draft``). `LiveRun.stop`
 asks it to end: the next node update raises `RunStopped` inside the runner, which marks the
 stored trajectory ``interrupted``.
 
@@ -20,6 +21,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
+from rader.agent.graph import SOLUTION_NODES
 from rader.agent.parts import AgentParts
 from rader.agent.records import Problem
 from rader.agent.runner import RunStopped, run_problem
@@ -41,6 +43,8 @@ class Snapshot(NamedTuple):
     error: str | None
     elapsed_s: float
     fetched: tuple[int, int | None] | None  # model bytes fetched so far, of how many
+    trajectory: dict[str, Any] | None = None  # the run as it stands (Trajectory.to_dict)
+    draft: str = ""  # what the model has written since the last step landed (streamed tokens)
 
     @property
     def finished(self) -> bool:
@@ -88,17 +92,26 @@ class LiveRun:
                 return
 
     # -- the worker's side -----------------------------------------------------------------
-    def _publish(self, **changes: Any) -> None:
+    def _publish(self, wake: bool = True, **changes: Any) -> None:
         with self._lock:
             self._state = self._state._replace(**changes)
-        self._changed.set()
+        if wake:
+            self._changed.set()
 
     def _on_update(self, node: str, values: dict[str, Any], trajectory) -> None:
         changes: dict[str, Any] = {"phase": "running", "node": node, "trajectory_id": trajectory.id,
-                                   "updates": self._state.updates + 1}
+                                   "updates": self._state.updates + 1, "trajectory": trajectory.to_dict()}
         if "pending" in values:
             changes["pending"] = values["pending"]
+        if values.get("steps"):  # the draft became steps
+            changes["draft"] = ""
         self._publish(**changes)
+        if self._stop.is_set():
+            raise RunStopped
+
+    def _on_token(self, node: str, token: str) -> None:
+        if node in SOLUTION_NODES:  # the solution's tokens, not a query's or a verdict's
+            self._publish(wake=False, draft=self._state.draft + token)  # shown at the next tick
         if self._stop.is_set():
             raise RunStopped
 
@@ -110,7 +123,8 @@ class LiveRun:
                 return
             trajectory = run_problem(parts.graph, self.problem, store=self.store, model=parts.model,
                                      retriever=parts.retriever_name, config=self.config,
-                                     on_update=self._on_update, source="ui", context=parts.context())
+                                     on_update=self._on_update, on_token=self._on_token, source="ui",
+                                     context=parts.context())
             self._publish(phase="done", trajectory_id=trajectory.id, pending=None)
         except RunStopped:
             self._publish(phase="stopped", pending=None)
