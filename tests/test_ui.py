@@ -270,7 +270,7 @@ def test_history_reopens_replays_and_downloads_a_stored_run(page, scripted_run, 
     page.get_by_role("button", name="Replay").click()
     wait_for_status(page, "replaying", 30)  # step by step, then the whole run again
     wait_for_status(page, "replayed", 30)
-    assert page.get_by_role("heading", name="Step 1").is_visible()
+    page.get_by_role("heading", name="Step 1").wait_for(timeout=10_000)  # rendered just after the status
 
 
 def test_three_sessions_at_once_each_see_their_own_run(browser, server, artifacts):
