@@ -56,6 +56,21 @@ def chat(llm: BaseChatModel, system: str, user: str, **kwargs: Any) -> tuple[str
     return text, Usage.of(message), message
 
 
+def chat_many(llm: BaseChatModel, prompts: list[tuple[str, str]], *, concurrency: int = 1,
+              **kwargs: Any) -> list[tuple[str, Usage, AIMessage]]:
+    """`chat` for several (system, user) prompts, ``concurrency`` at a time (a server that
+    batches, such as vLLM, answers them together); the first failed call raises `LLMFailure`."""
+    inputs = [[SystemMessage(system), HumanMessage(user)] for system, user in prompts]
+    replies = llm.batch(inputs, config={"max_concurrency": concurrency}, return_exceptions=True, **kwargs)
+    out = []
+    for message in replies:
+        if isinstance(message, Exception):
+            raise LLMFailure(f"{type(message).__name__}: {str(message)[:200]}") from message
+        out.append((message.content if isinstance(message.content, str) else str(message.content),
+                    Usage.of(message), message))
+    return out
+
+
 @dataclass(slots=True)
 class Written:
     """What one `write` call added to the solution."""

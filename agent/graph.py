@@ -157,9 +157,12 @@ def theorem_queries(state: AgentState, context: AgentContext, pending: Pending) 
 def search(engine: Any, queries: list[Query], k: int, prefix: str = "", keep=lambda hit: True) -> list[Hit]:
     """The best ``k`` hits of several queries (each item at its best rank); ``prefix`` marks
     worked examples, which are searched deeper so that ``keep`` may drop some."""
+    depth = k + 5 if prefix else k
+    many = getattr(engine, "search_many", None)  # one batch (one encoder call) for all the queries
+    rankings = many(queries, k=depth) if many else [engine.search(query, k=depth) for query in queries]
     best: dict[str, Hit] = {}
-    for query in queries:
-        for hit in engine.search(query, k=k + 5 if prefix else k):
+    for hits in rankings:
+        for hit in hits:
             if keep(hit) and (hit.theorem_id not in best or hit.rank < best[hit.theorem_id].rank):
                 best[hit.theorem_id] = hit
     ranked = sorted(best.values(), key=lambda h: (h.rank, -h.score))[:k]

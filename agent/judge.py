@@ -22,7 +22,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage
 
 from rader.agent import prompts
-from rader.agent.calls import Usage, chat
+from rader.agent.calls import Usage, chat_many
 from rader.agent.protocol import parse_verdict
 from rader.agent.records import Judgment
 from rader.agent.state import AgentConfig
@@ -60,12 +60,14 @@ def quoted(item: Theorem, chars: int) -> str:
 
 def judge_hits(llm: BaseChatModel, problem: str, steps: list[str], items: list[Theorem],
                config: AgentConfig) -> tuple[list[Judgment], Usage, list[str]]:
-    """Judge one retrieval's items together (theorems and worked examples alike)."""
+    """Judge one retrieval's items together (theorems and worked examples alike); the calls go
+    out ``config.judge_concurrency`` at a time."""
+    verdicts = chat_many(llm, [(prompts.EXAMPLE_JUDGE_SYSTEM if is_example(item) else prompts.JUDGE_SYSTEM,
+                                prompts.judge_prompt(problem, steps, quoted(item, config.judge_chars)))
+                               for item in items],
+                         concurrency=config.judge_concurrency, max_tokens=1, logprobs=True, top_logprobs=10)
     scores, usage, events = [], Usage(), []
-    for item in items:
-        system = prompts.EXAMPLE_JUDGE_SYSTEM if is_example(item) else prompts.JUDGE_SYSTEM
-        prompt = prompts.judge_prompt(problem, steps, quoted(item, config.judge_chars))
-        reply, used, message = chat(llm, system, prompt, max_tokens=1, logprobs=True, top_logprobs=10)
+    for item, (reply, used, message) in zip(items, verdicts, strict=True):
         usage += used
         score = yes_probability(message)
         if score is None:  # a server without log-probabilities: fall back on the word itself
@@ -76,18 +78,18 @@ def judge_hits(llm: BaseChatModel, problem: str, steps: list[str], items: list[T
         scores.append(score)
     theorems = [i for i, item in enumerate(items) if not is_example(item)]
     best = max(theorems, key=scores.__getitem__, default=None)
-    judgments = []
-    for i, (item, score) in enumerate(zip(items, scores, strict=True)):
-        if is_example(item):
-            relevant = score >= config.example_threshold
-        else:
-            relevant = score >= config.judge_threshold or (i == best and score >= config.judge_top_threshold)
-        rationale = f"not a key tool here (P(yes)={score:.2f})"
-        if relevant:
-            reply, used, _ = chat(llm, prompts.RATIONALE_SYSTEM,
-                                  prompts.rationale_prompt(problem, steps, quoted(item, RATIONALE_CHARS)),
-                                  max_tokens=32)
-            usage += used
-            rationale = (reply.strip().splitlines() or [""])[0][:200] or f"P(yes)={score:.2f}"
-        judgments.append(Judgment(item.id, relevant, rationale, round(score, 4)))
+    relevant = [score >= config.example_threshold if is_example(item) else
+                score >= config.judge_threshold or (i == best and score >= config.judge_top_threshold)
+                for i, (item, score) in enumerate(zip(items, scores, strict=True))]
+    chosen = [item for item, keep in zip(items, relevant, strict=True) if keep]
+    rationales = chat_many(llm, [(prompts.RATIONALE_SYSTEM,
+                                  prompts.rationale_prompt(problem, steps, quoted(item, RATIONALE_CHARS)))
+                                 for item in chosen], concurrency=config.judge_concurrency, max_tokens=32)
+    why = {}
+    for item, (reply, used, _) in zip(chosen, rationales, strict=True):
+        usage += used
+        why[item.id] = (reply.strip().splitlines() or [""])[0][:200]
+    judgments = [Judgment(item.id, keep, (why.get(item.id) or f"P(yes)={score:.2f}") if keep
+                          else f"not a key tool here (P(yes)={score:.2f})", round(score, 4))
+                 for item, score, keep in zip(items, scores, relevant, strict=True)]
     return judgments, usage, events

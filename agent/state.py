@@ -89,6 +89,7 @@ class AgentConfig:
     judge_threshold: float = 0.75  # P(yes) that makes any hit relevant (calibrated, RESULTS.md)
     judge_top_threshold: float = 0.05  # P(yes) that makes a retrieval's best-scored theorem relevant
     example_threshold: float = 0.75  # P(yes) that makes a worked example relevant (no best-hit rule)
+    judge_concurrency: int = 1  # verdicts sent at once (raise it for a server that batches, e.g. vLLM)
     judge_chars: int = 0  # statement characters shown to the judge beside a theorem's title
     theorem_chars: int = 300  # statement characters of a relevant theorem shown to the model
     example_chars: int = 1500  # worked-solution characters of a relevant example shown

@@ -134,6 +134,8 @@ class AgentSettings(Section):
                                        description="same, for a retrieval's best theorem")
     example_threshold: float = Field(agent_default("example_threshold"), ge=0, le=1,
                                      description="P(yes) that makes an example relevant")
+    judge_concurrency: int = Field(agent_default("judge_concurrency"), ge=1,
+                                   description="verdict calls sent at once (a server that batches: vLLM)")
     judge_chars: int = Field(agent_default("judge_chars"), ge=0,
                              description="statement characters shown to the judge")
     theorem_chars: int = Field(agent_default("theorem_chars"), ge=0,

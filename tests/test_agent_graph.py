@@ -208,6 +208,9 @@ def test_judge_decides_a_retrievals_hits_together(smol_llm):
     assert sum(j.relevant for j in judgments) == 1
     best = max(judgments, key=lambda j: j.score)
     assert best.relevant and best.rationale
+    together = judge_hits(smol_llm, "Sum of the roots of x^2-5x+6=0?", [], theorems,
+                          AgentConfig(judge_threshold=1.0, judge_top_threshold=0.0, judge_concurrency=2))[0]
+    assert [round(j.score, 2) for j in together] == [round(j.score, 2) for j in judgments]  # sent at once
     nobody = judge_hits(smol_llm, "Sum of the roots?", [], theorems,
                         AgentConfig(judge_threshold=1.0, judge_top_threshold=1.0))[0]
     assert not any(j.relevant for j in nobody) and "P(yes)=" in nobody[0].rationale
