@@ -6,19 +6,14 @@ import logging
 import os
 from collections.abc import Iterable
 from functools import cache
+from typing import TYPE_CHECKING
 
 from rader.agent.parts import AgentParts
 from rader.app.settings import Settings
-from rader.retriever import (
-    RETRIEVER_NAMES,
-    Corpus,
-    CorpusStore,
-    Encoder,
-    RaderError,
-    Retriever,
-    load_encoder,
-    open_retriever,
-)
+from rader.retriever import RETRIEVER_NAMES, CorpusStore, RaderError
+
+if TYPE_CHECKING:  # indexes and encoders load when a command opens a retriever, not at start-up
+    from rader.retriever import Corpus, Encoder, Retriever
 
 AGENT_RETRIEVERS = ("none", *RETRIEVER_NAMES)
 
@@ -38,11 +33,15 @@ def corpus_from_settings(settings: Settings) -> Corpus:
 @cache
 def shared_encoder(name: str, batch_size: int) -> Encoder:
     """One loaded encoder per process: dense and hybrid retrievers (and eval) share it."""
+    from rader.retriever import load_encoder
+
     return load_encoder(name, batch_size=batch_size)
 
 
 def retriever_from_settings(settings: Settings, corpus: Corpus | None = None,
                             kind: str | None = None) -> Retriever:
+    from rader.retriever import open_retriever
+
     kind = kind or settings.retriever.kind
     options = settings.retriever.options(settings.home)
     return open_retriever(
