@@ -134,8 +134,13 @@ def register(app: typer.Typer, settings_for) -> None:
             help="an LLM (catalog name or .gguf; backend from settings) writes RaDeR's queries too: "
             "post_llm_query (after retrieval) and theorem_lexical (kept if BM25 finds the theorem); "
             "cached in HOME/generated_queries.jsonl, so a rerun resumes")] = None,
+        license: Annotated[str | None, typer.Option(
+            help="licence the dataset card declares (a Hub licence id; default: mit, rader's own, when "
+            "the built-in corpus is the only one, else other); problem and theorem texts keep theirs")]
+        = None,
     ) -> None:
-        """Positives, hard negatives and queries of every kind from the stored trajectories."""
+        """Positives, hard negatives and queries of every kind from the stored trajectories; the
+        folder loads with `datasets.load_dataset` (its README.md card) and BEIR's loader."""
         from rader.app.evalrun import held_out_theorems
         from rader.app.wiring import (
             corpus_from_settings,
@@ -143,6 +148,7 @@ def register(app: typer.Typer, settings_for) -> None:
             shared_encoder,
             store_from_settings,
         )
+        from rader.retriever import BUILTIN_NAME
         from rader.training.dataset import build_examples, split_by_problem, write_dataset
 
         settings = settings_for(ctx)
@@ -164,7 +170,9 @@ def register(app: typer.Typer, settings_for) -> None:
                                           unverified=unverified, held_out=excluded, writer=writer,
                                           lexical_check=bm25, show_progress=settings.show_progress)
         train, dev = split_by_problem(examples, dev_fraction=dev_fraction, seed=seed)
-        folder = write_dataset(out, train, dev, report, corpus=corpus, max_negatives=max_negatives, meta={
+        license = license or ("mit" if set(settings.corpora) <= {BUILTIN_NAME} else "other")
+        folder = write_dataset(out, train, dev, report, corpus=corpus, max_negatives=max_negatives,
+                               license=license, meta={
             "store": str(store.path), "corpora": settings.corpora, "mine": mine, "margin": margin,
             "dev_fraction": dev_fraction, "seed": seed, "model_filter": model,
             "unverified": unverified, "held_out_queries": held_out_queries and str(held_out_queries),
@@ -217,5 +225,7 @@ def register(app: typer.Typer, settings_for) -> None:
                   **{f"before {k}": v for k, v in metrics["before"].items() if k.startswith(("ndcg", "mrr"))},
                   **{f"after {k}": v for k, v in metrics["after"].items() if k.startswith(("ndcg", "mrr"))}}
         console.print(_table(f"trained {out}", values))
+        if manifest["model_card"]:
+            console.print(f"model card: {out / manifest['model_card']}", highlight=False)
         console.print(f"use it: rader models register {out} --name NAME, "
                       "then RADER_RETRIEVER__ENCODER=NAME", highlight=False)

@@ -1,4 +1,4 @@
-"""Theorem corpora: read and validate JSON Lines (ours or BEIR's), merge, hash.
+"""Theorem corpora: read and validate JSON Lines (ours, BEIR's or BRIGHT's), merge, hash.
 
 Validation reports every rejected line with its number and reason. With ``errors="raise"``
 the first bad line stops the load; with ``errors="skip"`` bad lines are skipped and
@@ -131,8 +131,7 @@ def _parse_line(raw: bytes, source: str) -> Theorem:
         raise ValueError("malformed JSON: nested too deeply") from None
     if not isinstance(data, dict):
         raise ValueError(f"malformed JSON: expected an object, got {type(data).__name__}")
-    if "_id" in data and "id" not in data:  # BEIR corpus line
-        data = {**data, "id": data.pop("_id")}
+    data = _renamed(_renamed(data, "_id", "id"), "content", "text")  # BEIR's id; BRIGHT's text
     doc_id = data.get("id")
     if isinstance(doc_id, int) and not isinstance(doc_id, bool):
         doc_id = data["id"] = str(doc_id)  # BEIR files sometimes number their ids
@@ -142,7 +141,7 @@ def _parse_line(raw: bytes, source: str) -> Theorem:
         raise ValueError(f"bad id: `id` must be a string, not {type(doc_id).__name__}")
     body = data.get("text")
     if not isinstance(body, str) or not body.strip():
-        raise ValueError("missing text: `text` is absent or empty")
+        raise ValueError("missing text: `text` (or BRIGHT's `content`) is absent or empty")
     for key, kinds, what in (("title", (str,), "a string"), ("source", (str,), "a string"),
                              ("subject", (str,), "a string"), ("metadata", (dict,), "an object"),
                              ("tags", (list,), "a list of strings")):
@@ -157,6 +156,15 @@ def _parse_line(raw: bytes, source: str) -> Theorem:
     return Theorem.from_dict(data)
 
 
+def _renamed(data: dict, field_name: str, ours: str) -> dict:
+    """``data`` with another format's ``field_name`` as our ``ours``, unless it has ``ours`` already.
+    BEIR names the id ``_id``; BRIGHT's documents are ``id`` and ``content``, with no title (the
+    title stays empty: BRIGHT scores the content alone, and its ids are not names)."""
+    if field_name not in data or ours in data:
+        return data
+    return {(ours if key == field_name else key): value for key, value in data.items()}
+
+
 def _has_lone_surrogate(text: str) -> bool:
     try:
         text.encode("utf-8")
@@ -168,7 +176,7 @@ def _has_lone_surrogate(text: str) -> bool:
 def read_corpus(
     path: str | Path, *, errors: ErrorPolicy = "raise", name: str | None = None
 ) -> tuple[Corpus, CorpusReport]:
-    """Load a JSON Lines corpus (`id,title,text,source,tags` or BEIR `_id,title,text`).
+    """Load a JSON Lines corpus (`id,title,text,source,tags`, BEIR `_id,title,text` or BRIGHT `id,content`).
 
     Returns the corpus and a report of kept and rejected lines. With ``errors="raise"``
     the first bad line raises `RaderError` naming the file and line.

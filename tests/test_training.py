@@ -13,6 +13,7 @@ import time
 import pandas as pd
 import pytest
 from conftest import copy_model
+from huggingface_hub import ModelCard
 from test_cli import rader
 
 from rader.agent import Judgment, Problem, Step, Trajectory, TrajectoryStore
@@ -182,7 +183,7 @@ def test_split_is_by_problem_and_exports_are_readable(stored, tmp_path):
     graded = pd.read_parquet(folder / "train.graded.parquet")
     assert len(graded) == sum(len(e.judged_pairs()) for e in train) > 0
     assert graded["label"].between(-1, 1).all() and (graded["label"] > 0).any()
-    qrels = load_qrels(folder / "dev.qrels.tsv")
+    qrels = load_qrels(folder / "qrels" / "dev.tsv")
     assert set(qrels) == {f"dev-{i}" for i in range(len(dev))}
     stats = json.loads((folder / "stats.json").read_text())
     assert stats["train"]["examples"] == len(train) and "examples_per_kind" in stats["dev"]
@@ -234,6 +235,7 @@ def test_dataset_build_command_reads_the_store(stored, home, capsys):
     stats = json.loads((home / "data" / "stats.json").read_text())
     assert stats["mine"] == "bm25" and stats["train"]["examples"] > 0
     assert stats["build"]["mined_negatives"] > 0 and "train split" in out and "dev split" in out
+    assert "license: mit" in (home / "data" / "README.md").read_text()  # the built-in corpus alone: rader's
 
 
 def test_held_out_theorems_never_enter_the_data(stored):
@@ -299,6 +301,16 @@ def test_train_saves_a_loadable_encoder_with_its_manifest(dataset, tmp_path, enc
     assert manifest["steps"] == 3 and manifest["train_rows"] > 0
     assert {"ndcg@10", "mrr@10"} <= set(manifest["metrics"]["before"]) <= set(manifest["metrics"]["after"])
     assert json.loads((out / MANIFEST).read_text())["config"]["batch_size"] == 4
+    # sentence-transformers' model card, pointed to by the manifest: base model, its licence,
+    # the training data and the dev scores after training
+    assert manifest["model_card"] == "README.md"
+    card = ModelCard.load(out / manifest["model_card"])
+    assert card.data.base_model == "sentence-transformers/all-MiniLM-L6-v2"
+    assert card.data.license == "apache-2.0" and "rader" in card.data.tags
+    stats = json.loads((dataset / "stats.json").read_text())["train"]
+    assert f"{dataset.name} (rader: InfoNCE n-tuples, {stats['examples']} examples" in card.text
+    [result] = [r for r in card.data.eval_results if r.metric_type == "cosine_ndcg@10"]
+    assert round(result.metric_value, 4) == manifest["metrics"]["after"]["ndcg@10"]
     assert not (tmp_path / "model.checkpoints").exists() and not (tmp_path / "model.partial").exists()
     trained = load_encoder(str(out))
     query = [Query("sum of the roots of a quadratic", "llm_query")]
@@ -401,8 +413,8 @@ def test_registered_encoder_is_selected_by_name(dataset, tmp_path, home, capsys,
     assert code == 2 and "already registered" in err
     report = tmp_path / "eval.json"
     code, _, err = rader(capsys, "--no-progress", "eval", "--corpus", str(dataset / "corpus.jsonl"),
-                         "--queries", str(dataset / "dev.queries.jsonl"),
-                         "--qrels", str(dataset / "dev.qrels.tsv"), "--retrievers", "bm25,dense@raderv1",
+                         "--queries", str(dataset / "queries.jsonl"),
+                         "--qrels", str(dataset / "qrels" / "dev.tsv"), "--retrievers", "bm25,dense@raderv1",
                          "--out", str(report))
     assert code == 0, err
     rows = json.loads(report.read_text())["rows"]

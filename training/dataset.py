@@ -34,7 +34,9 @@ from tqdm.auto import tqdm
 
 from rader.agent.records import FINISHED_STATUSES, Step, Trajectory
 from rader.retriever import Corpus, Encoder, Query, RaderError, Retriever, hash_fraction
+from rader.training.cards import write_dataset_card
 from rader.training.examples import Passage, TrainingExample, negative_columns, passage_text
+from rader.training.formats import write_beir, write_jsonl
 from rader.training.generate import GeneratedQuery, PositiveContext, QueryWriter, generate_queries
 
 log = logging.getLogger(__name__)
@@ -284,12 +286,6 @@ def dataset_stats(examples: list[TrainingExample], corpus: Corpus) -> dict[str, 
     }
 
 
-def _write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
-    with path.open("w", encoding="utf-8") as handle:
-        for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-
-
 def _write_parquet(path: Path, rows: list[dict[str, Any]], columns: dict[str, str]) -> None:
     """Rows as a Parquet table with these columns (name -> dtype); an empty table keeps them."""
     from datasets import Dataset, Features, Value
@@ -298,30 +294,42 @@ def _write_parquet(path: Path, rows: list[dict[str, Any]], columns: dict[str, st
     Dataset.from_dict({c: [row[c] for row in rows] for c in columns}, features=features).to_parquet(str(path))
 
 
+def row_width(train: list[TrainingExample], dev: list[TrainingExample], max_negatives: int | None) -> int:
+    """Hard negatives per n-tuple row: the most any training query has (any dev query's when there
+    is no training data), at most ``max_negatives``. Dev rows take the same width because
+    `datasets` loads a config's splits under one schema."""
+    widest = max((len(e.negatives) for e in (train or dev)), default=0)
+    return min(widest, max_negatives if max_negatives is not None else widest)
+
+
 def write_dataset(out: str | Path, train: list[TrainingExample], dev: list[TrainingExample],
                   report: BuildReport, *, corpus: Corpus, max_negatives: int | None = None,
-                  meta: dict[str, Any] | None = None) -> Path:
-    """Write examples, Tevatron JSON Lines, sentence-transformers Parquet, dev queries/qrels, stats.
+                  meta: dict[str, Any] | None = None, license: str = "other") -> Path:
+    """Write examples, Tevatron JSON Lines, sentence-transformers Parquet, BEIR files, stats, a card.
 
     ``{split}.parquet`` holds InfoNCE n-tuples (anchor, positive, negative_1..negative_n), n being
-    the most hard negatives any query of the split has (at most ``max_negatives``);
-    ``{split}.graded.parquet`` the judged pairs (anchor, positive, negative, label) of a graded
-    loss. The folder is written beside its final name and renamed into place, so a crash never
-    leaves a half dataset under ``out``.
+    `row_width`; ``{split}.graded.parquet`` the judged pairs (anchor, positive, negative, label) of
+    a graded loss; ``corpus.jsonl``, ``queries.jsonl`` and ``qrels/{split}.tsv`` are a BEIR dataset
+    (`rader.training.formats`), and ``README.md`` a Hugging Face dataset card under ``license``
+    whose configs `datasets.load_dataset` reads (`rader.training.cards`). The folder is written
+    beside its final name and renamed into place, so a crash never leaves a half dataset under ``out``.
     """
     from datasets.utils.logging import disable_progress_bar
 
     disable_progress_bar()  # one bar per tiny Parquet write is noise
     out = Path(out)
     partial = out.with_name(out.name + ".partial")
-    partial.mkdir(parents=True, exist_ok=True)
-    corpus.write_jsonl(partial / "corpus.jsonl")
+    shutil.rmtree(partial, ignore_errors=True)  # a crashed build's leftovers (an old layout's files)
+    partial.mkdir(parents=True)
+    named_splits = {split: [(f"{split}-{i}", e) for i, e in enumerate(examples)]
+                    for split, examples in (("train", train), ("dev", dev))}
+    write_beir(partial, corpus, named_splits)
+    n = row_width(train, dev, max_negatives)
     shapes = {}
-    for split, examples in (("train", train), ("dev", dev)):
-        named = [(f"{split}-{i}", e) for i, e in enumerate(examples)]
-        _write_jsonl(partial / f"{split}.examples.jsonl", (e.to_dict() for e in examples))
-        _write_jsonl(partial / f"{split}.tevatron.jsonl", (e.to_tevatron(q) for q, e in named))
-        n = min(max((len(e.negatives) for e in examples), default=0), max_negatives or 1 << 30)
+    for split, named in named_splits.items():
+        examples = [e for _, e in named]
+        write_jsonl(partial / f"{split}.examples.jsonl", (e.to_dict() for e in examples))
+        write_jsonl(partial / f"{split}.tevatron.jsonl", (e.to_tevatron(q) for q, e in named))
         ntuples = [row for e in examples for row in e.ntuples(n)]
         _write_parquet(partial / f"{split}.parquet", ntuples,
                        dict.fromkeys(["anchor", "positive", *negative_columns(n)], "string"))
@@ -332,16 +340,11 @@ def write_dataset(out: str | Path, train: list[TrainingExample], dev: list[Train
                          "rows_repeating_negatives": sum(len(e.positives) for e in examples
                                                          if 0 < len(e.negatives) < n),
                          "rows_without_negatives": sum(len(e.positives) for e in examples if not e.negatives)}
-        _write_jsonl(partial / f"{split}.queries.jsonl",
-                     ({"_id": q, "text": e.query, "kind": e.query_kind} for q, e in named))
-        with (partial / f"{split}.qrels.tsv").open("w", encoding="utf-8") as handle:
-            handle.write("query-id\tcorpus-id\tscore\n")
-            for q, e in named:
-                handle.writelines(f"{q}\t{p.docid}\t1\n" for p in e.positives)
     stats = {split: dataset_stats(examples, corpus) | shapes[split]
              for split, examples in (("train", train), ("dev", dev))}
     stats |= {"build": {k: v for k, v in asdict(report).items() if k != "stats"}, **(meta or {})}
     (partial / "stats.json").write_text(json.dumps(stats, indent=2))
+    write_dataset_card(partial, name=out.name, stats=stats, license=license)
     if out.exists():
         shutil.rmtree(out)
     partial.rename(out)

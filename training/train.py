@@ -8,7 +8,9 @@ MarginMSE on batches of their own (the trainer alternates the two datasets). LoR
 via ``peft`` for LLM-sized encoders, merged into the saved weights. The run
 checkpoints beside the output folder and resumes from the latest checkpoint; the
 finished model is renamed into place with a manifest (``rader_training.json``) recording
-data, base, hyperparameters, metrics before/after on the dev split, and time.
+data, base, hyperparameters, metrics before/after on the dev split, and time, and with
+sentence-transformers' model card (``README.md``: base model, licence, training data, the
+dev scores after training), which the manifest points to.
 
 Example:
     >>> manifest = train_encoder("data/v1", "models/rader-minilm-v1",
@@ -27,8 +29,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from rader.retriever import RaderError, encoder_location, load_qrels, read_corpus
+from rader.retriever import RaderError, encoder_location, load_qrels, load_queries, read_corpus
 from rader.retriever.encoders import resolve_encoder_path
+from rader.training.cards import CARD, model_card_data
+from rader.training.formats import CORPUS, beir_split
 from rader.training.losses import ScaledLoss
 
 MANIFEST = "rader_training.json"
@@ -105,13 +109,17 @@ def dev_evaluator(data: Path, batch_size: int):
     """nDCG@10 etc. on the dev split's own queries and qrels, over the dataset's corpus."""
     from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
 
-    queries_path, qrels_path = data / "dev.queries.jsonl", data / "dev.qrels.tsv"
-    if not queries_path.is_file() or not queries_path.stat().st_size:
+    try:
+        files = beir_split(data, "dev")
+    except RaderError:  # a dataset without dev queries trains without before/after scores
         return None
-    queries = {row["_id"]: row["text"] for row in map(json.loads, queries_path.read_text().splitlines())}
-    corpus, _ = read_corpus(data / "corpus.jsonl")
+    if len(files.qrels.read_text().splitlines()) < 2:  # its header alone: the dev split is empty
+        return None
+    qrels = load_qrels(files.qrels)
+    queries = {q.id: q.text for q in load_queries(files.queries) if q.id in qrels}  # it holds every split's
+    corpus, _ = read_corpus(data / CORPUS)
     documents = {t.id: t.passage for t in corpus}
-    return InformationRetrievalEvaluator(queries, documents, load_qrels(qrels_path), name="dev",
+    return InformationRetrievalEvaluator(queries, documents, qrels, name="dev",
                                          batch_size=batch_size, write_csv=False, ndcg_at_k=[10],
                                          mrr_at_k=[10], precision_recall_at_k=[10, 100],
                                          accuracy_at_k=[1, 10], map_at_k=[100])
@@ -165,7 +173,9 @@ def train_encoder(data: str | Path, out: str | Path, config: TrainConfig = Train
         raise RaderError(f"{data} has no training rows: harvest more verified trajectories")
     base_path = resolve_encoder_path(encoder_location(config.base, home) if home else config.base)
     torch.manual_seed(config.seed)
-    model = SentenceTransformer(str(base_path), device="cpu" if not torch.cuda.is_available() else None)
+    parts = ["InfoNCE n-tuples", "graded pairs"] if config.graded == "margin_mse" else ["InfoNCE n-tuples"]
+    model = SentenceTransformer(str(base_path), device="cpu" if not torch.cuda.is_available() else None,
+                                model_card_data=model_card_data(config.base, base_path, data, parts))
     model.max_seq_length = config.max_seq_length
     if config.lora:  # peft directly: transformers' own adapter hooks want a newer peft than PyPI has
         from peft import LoraConfig, TaskType, get_peft_model
@@ -214,6 +224,7 @@ def train_encoder(data: str | Path, out: str | Path, config: TrainConfig = Train
         "columns": _columns(train), "config": asdict(config), "steps": trainer.state.global_step,
         "resumed_from": str(checkpoint) if checkpoint else None, "seconds": round(seconds, 1),
         "metrics": {"before": before, "after": after},
+        "model_card": CARD if (partial / CARD).is_file() else None,  # sentence-transformers' card
     }
     (partial / MANIFEST).write_text(json.dumps(manifest, indent=2))
     if out.exists():
