@@ -66,7 +66,7 @@ def register(app: typer.Typer, settings_for) -> None:
     ) -> None:
         """Run the agent over a problem set, K samples a problem; rerun to resume after a crash."""
         from rader.agent.problems import load_problems
-        from rader.app.wiring import graph_sampler, store_from_settings
+        from rader.app.wiring import graphs_by_sample, store_from_settings
         from rader.training.harvest import HarvestSpec
         from rader.training.harvest import harvest as run_harvest
 
@@ -81,7 +81,7 @@ def register(app: typer.Typer, settings_for) -> None:
         store = store_from_settings(settings)
         spec = HarvestSpec(model=settings.llm.model, retriever=kind, samples=samples,
                            temperature=settings.llm.temperature, seed=seed)
-        factory = functools.partial(graph_sampler, settings, kind, seed)
+        factory = functools.partial(graphs_by_sample, settings, kind, seed)
         columns = ("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
                    TimeElapsedColumn(), "eta", TimeRemainingColumn())
         with Progress(*columns, console=console, disable=not settings.show_progress) as bar:

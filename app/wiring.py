@@ -103,7 +103,7 @@ def agent_from_settings(settings: Settings, *, retriever: str | None = None, exa
                       config)
 
 
-def graph_sampler(settings: Settings, retriever: str, seed: int = 0, examples: str | None = None):
+def graphs_by_sample(settings: Settings, retriever: str, seed: int = 0, examples: str | None = None):
     """Build the agent once; return ``sample -> graph`` whose model calls use seed ``seed + sample``
     (samples differ only when the temperature is above zero). Picklable with its arguments,
     so Ray workers call it to build their own agent."""

@@ -15,7 +15,7 @@ from pathlib import Path
 from rader.agent.problems import load_problems
 from rader.agent.store import TrajectoryStore
 from rader.app.settings import default_home, load_settings
-from rader.app.wiring import graph_sampler
+from rader.app.wiring import graphs_by_sample
 from rader.training.harvest import HarvestSpec, harvest
 
 MATH = Path(__file__).resolve().parents[2] / "shared" / "data" / "problems" / "math_train.jsonl"
@@ -30,7 +30,7 @@ def one_pass(problems, *, model: str, concurrency: int, retriever: str, max_step
     with tempfile.TemporaryDirectory() as folder:
         store = TrajectoryStore(Path(folder) / "t.db")
         spec = HarvestSpec(model=model, retriever=retriever)
-        summary = harvest(problems, graph_sampler(settings, retriever), store=store, spec=spec,
+        summary = harvest(problems, graphs_by_sample(settings, retriever), store=store, spec=spec,
                           concurrency=concurrency)
     return summary.runs_per_hour
 

@@ -7,7 +7,7 @@ Ctrl-C skips the runs that finished and redoes only the rest; a run cut short is
 
 ``graph_for_sample(k)`` returns the agent graph for sample ``k`` (its model calls seeded
 with ``seed + k``, so the K samples differ under temperature); it is called once per run,
-so it should cache its graphs (`rader.app.wiring.graph_sampler` does). Locally, runs share one
+so it should cache its graphs (`rader.app.wiring.graphs_by_sample` does). Locally, runs share one
 LLM backend through `rader.agent.batch.run_jobs`; with Ray, `rader.training.ray_harvest`
 runs the same function on workers.
 
