@@ -13,7 +13,9 @@ from rich.table import Table
 
 from rader.app.cli_options import HeldOutByOpt, HeldOutFractionOpt, held_out_from, parse_levels
 from rader.app.terminal import console
+from rader.training.config import GradedLoss, InfoNCE, TrainConfig
 
+TRAIN_DEFAULTS = TrainConfig()  # `rader train`'s defaults: each written once, in TrainConfig
 dataset_app = typer.Typer(help="Turn stored trajectories into retriever training data.", no_args_is_help=True)
 
 
@@ -192,26 +194,34 @@ def register(app: typer.Typer, settings_for) -> None:
         out: Annotated[Path, typer.Option(help="where the trained model goes")],
         base: Annotated[str, typer.Option(
             help="encoder to start from: minilm, mpnet (fetched on first use), registered name, folder")]
-        = "minilm",
-        epochs: Annotated[float, typer.Option(help="passes over the training rows")] = 1.0,
-        batch_size: Annotated[int, typer.Option(help="examples per step (in-batch negatives)")] = 32,
-        mini_batch_size: Annotated[int, typer.Option(help="cached loss chunk size (memory)")] = 16,
-        learning_rate: Annotated[float, typer.Option(help="peak learning rate")] = 2e-5,
-        loss: Annotated[Literal["cached_mnrl", "mnrl"], typer.Option(help="InfoNCE variant")] = "cached_mnrl",
+        = TRAIN_DEFAULTS.base,
+        epochs: Annotated[float, typer.Option(help="passes over the training rows")] = TRAIN_DEFAULTS.epochs,
+        batch_size: Annotated[int, typer.Option(help="examples per step (in-batch negatives)")]
+        = TRAIN_DEFAULTS.batch_size,
+        mini_batch_size: Annotated[int, typer.Option(help="cached loss chunk size (memory)")]
+        = TRAIN_DEFAULTS.mini_batch_size,
+        learning_rate: Annotated[float, typer.Option(help="peak learning rate")]
+        = TRAIN_DEFAULTS.learning_rate,
+        loss: Annotated[InfoNCE, typer.Option(help="InfoNCE variant")] = TRAIN_DEFAULTS.loss,
         negatives: Annotated[int | None, typer.Option(
-            min=0, help="hard negatives per row (default: all the dataset has; 0: in-batch only)")] = None,
-        graded: Annotated[Literal["none", "margin_mse"], typer.Option(
-            help="also distil the judge's P(yes) margins of judged pairs (MarginMSE)")] = "none",
-        graded_weight: Annotated[float, typer.Option(help="weight of the graded loss")] = 20.0,
-        lora: Annotated[bool, typer.Option(help="train LoRA adapters (LLM-sized encoders)")] = False,
-        lora_rank: Annotated[int, typer.Option(help="LoRA rank")] = 16,
-        seed: Annotated[int, typer.Option(help="random seed")] = 0,
-        max_steps: Annotated[int, typer.Option(help="stop after N steps (-1: epochs decide)")] = -1,
-        save_steps: Annotated[int, typer.Option(help="checkpoint every N steps")] = 50,
+            min=0, help="hard negatives per row (default: all the dataset has; 0: in-batch only)")]
+        = TRAIN_DEFAULTS.negatives,
+        graded: Annotated[GradedLoss, typer.Option(
+            help="also distil the judge's P(yes) margins of judged pairs (MarginMSE)")]
+        = TRAIN_DEFAULTS.graded,
+        graded_weight: Annotated[float, typer.Option(help="weight of the graded loss")]
+        = TRAIN_DEFAULTS.graded_weight,
+        lora: Annotated[bool, typer.Option(help="train LoRA adapters (LLM-sized encoders)")]
+        = TRAIN_DEFAULTS.lora,
+        lora_rank: Annotated[int, typer.Option(help="LoRA rank")] = TRAIN_DEFAULTS.lora_rank,
+        seed: Annotated[int, typer.Option(help="random seed")] = TRAIN_DEFAULTS.seed,
+        max_steps: Annotated[int, typer.Option(help="stop after N steps (-1: epochs decide)")]
+        = TRAIN_DEFAULTS.max_steps,
+        save_steps: Annotated[int, typer.Option(help="checkpoint every N steps")] = TRAIN_DEFAULTS.save_steps,
         resume: Annotated[bool, typer.Option(help="continue from the latest checkpoint")] = True,
     ) -> None:
         """Fine-tune a dense encoder contrastively; prints nDCG@10 on the dev split before and after."""
-        from rader.training.train import TrainConfig, train_encoder
+        from rader.training.train import train_encoder
 
         settings = settings_for(ctx)
         config = TrainConfig(base=base, epochs=epochs, batch_size=batch_size, mini_batch_size=mini_batch_size,

@@ -25,38 +25,18 @@ import json
 import math
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from rader.retriever import RaderError, encoder_location, load_qrels, load_queries, read_corpus
 from rader.retriever.encoders import resolve_encoder_path
 from rader.training.cards import CARD, model_card_data
+from rader.training.config import TrainConfig
 from rader.training.formats import CORPUS, beir_split
 from rader.training.losses import ScaledLoss
 
 MANIFEST = "rader_training.json"
-
-
-@dataclass(frozen=True, kw_only=True)
-class TrainConfig:
-    base: str = "minilm"  # built-in name, model folder or cached hub id
-    epochs: float = 1.0
-    batch_size: int = 32
-    mini_batch_size: int = 16  # cached loss: forward/backward in chunks of this size
-    learning_rate: float = 2e-5
-    warmup_fraction: float = 0.1
-    loss: Literal["cached_mnrl", "mnrl"] = "cached_mnrl"
-    negatives: int | None = None  # hard negatives per row (None: every column the data has)
-    graded: Literal["none", "margin_mse"] = "none"  # a loss on the judge's P(yes) beside InfoNCE
-    graded_weight: float = 20.0  # its scale: InfoNCE multiplies cosines by 20, so equal footing
-    lora: bool = False  # adapters instead of full fine-tuning (LLM-sized encoders)
-    lora_rank: int = 16
-    lora_alpha: int = 32
-    max_seq_length: int = 256
-    seed: int = 0
-    save_steps: int = 50
-    max_steps: int = -1  # > 0 caps the optimizer steps (smoke runs)
 
 
 def _file_digest(*paths: Path) -> str:
@@ -147,11 +127,12 @@ def _latest_checkpoint(folder: Path) -> Path | None:
     return max(complete, key=lambda p: int(p.name.split("-")[-1]), default=None)
 
 
-def train_encoder(data: str | Path, out: str | Path, config: TrainConfig = TrainConfig(), *,
+def train_encoder(data: str | Path, out: str | Path, config: TrainConfig | None = None, *,
                   home: str | Path | None = None, resume: bool = True,
                   show_progress: bool = True) -> dict[str, Any]:
     """Train, evaluate before/after on the dev split, save to ``out``; returns the manifest.
     With the data directory ``home``, the base may also be a registered or catalog encoder."""
+    config = config or TrainConfig()
     import torch
     from sentence_transformers import (
         SentenceTransformer,
