@@ -286,9 +286,9 @@ def test_three_concurrent_streams_each_get_only_their_own_chunks(server):
         assert stored.problem.text == problem
         content = "".join(e["choices"][0]["delta"].get("content") or "" for e in events if e["choices"])
         assert content.endswith(answer_text(stored))
-        for event in events:
-            if (event.get("rader") or {}).get("event") == "step":
-                assert event["rader"]["step"]["thought"] in [s.thought for s in stored.steps] + [""]
+        steps = [event["rader"]["step"] for event in events
+                 if (event.get("rader") or {}).get("event") == "step"]
+        assert steps and all(step["thought"] in [s.thought for s in stored.steps] + [""] for step in steps)
     assert len(ids) == 3
     overlapped = sorted((server.stored(i).started_at, server.stored(i).finished_at) for i in ids)
     assert overlapped[1][0] < overlapped[0][1]  # they ran at once, not one after another

@@ -138,6 +138,7 @@ def test_mined_negatives_skip_positives_and_likely_positives(stored, tmp_path, e
         assert len(mined) <= 2
         if example.problem_id == "p1":
             assert not mined & relevant_p1
+    assert any(example.problem_id == "p1" for example in examples)  # the check above ran
     assert report.mined_negatives > 0
     # margin 1: anything the encoder scores above zero counts as a likely positive and is dropped
     _, strict = build_examples(stored.iter_trajectories(), CORPUS, miner=bm25, encoder=encoder,
