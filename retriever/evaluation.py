@@ -20,10 +20,14 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
+from numba.core.errors import NumbaWarning
 from ranx import Qrels as RanxQrels
 from ranx import Run
 from ranx import evaluate as ranx_evaluate
@@ -58,6 +62,17 @@ def to_run(queries: list[EvalQuery], rankings: list[list[Hit]]) -> dict[str, dic
     return run
 
 
+@contextmanager
+def _quiet_numba() -> Iterator[None]:
+    """ranx's kernels compile on first use (and again when numba's cache is cold), and numba
+    warns then about casts inside ranx (NumbaTypeSafetyWarning: "unsafe cast from uint64 to
+    int64"): nothing a user of rader can act on, so it stays off their terminal. Scoped, so a
+    program that imports rader keeps its own warning filters."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NumbaWarning)
+        yield
+
+
 def per_query_scores(qrels: Qrels, run: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
     """metric -> judged query id -> score."""
     if not run or not qrels:
@@ -67,8 +82,9 @@ def per_query_scores(qrels: Qrels, run: dict[str, dict[str, float]]) -> dict[str
         run.setdefault(query_id, {})
     for query_id in [q for q, docs in run.items() if not docs]:
         run[query_id] = {"__no_result__": 0.0}  # ranx rejects an empty ranking
-    judged = RanxQrels(qrels)
-    scores = ranx_evaluate(judged, Run(run), list(METRICS), return_mean=False, make_comparable=True)
+    with _quiet_numba():
+        judged = RanxQrels(qrels)
+        scores = ranx_evaluate(judged, Run(run), list(METRICS), return_mean=False, make_comparable=True)
     ids = list(judged.keys())  # ranx scores the queries in its qrels' key order
     return {m: dict(zip(ids, map(float, scores[m]), strict=True)) for m in METRICS}
 
@@ -90,7 +106,9 @@ def randomization_p_value(control: np.ndarray, treatment: np.ndarray, permutatio
     """Two-sided p-value of Fisher's paired randomization test on per-query scores."""
     if not len(control):
         return 1.0
-    p_value, _ = fisher_randomization_test(control, treatment, n_permutations=permutations, random_seed=0)
+    with _quiet_numba():
+        p_value, _ = fisher_randomization_test(control, treatment, n_permutations=permutations,
+                                               random_seed=0)
     return float(p_value)
 
 

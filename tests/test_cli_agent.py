@@ -52,9 +52,10 @@ def test_bench_judge_and_agent_small(capsys, home, smollm_path, shared_data, tmp
                            "--questions", str(shared_data / "problems" / "theoremqa_dev.jsonl"),
                            "--qrels", str(shared_data / "qrels" / "theoremqa_dev.qrels.tsv"),
                            "--corpus", str(shared_data / "theorems" / "theoremqa_theorems.jsonl"),
-                           "--limit", "2", "--model", str(smollm_path), "--out", str(report))
+                           "--limit", "2", "--model", str(smollm_path), "--out", str(report), "--json")
     assert code == 0, err
     result = json.loads(report.read_text())
+    assert json.loads(out) == {"model": str(smollm_path), "report": result["report"]}  # the table's JSON
     assert result["report"]["pairs"] == 4 and 0 <= result["report"]["balanced_accuracy"] <= 1
     assert [j["label"] for j in result["judgments"]] == [True, False, True, False]
     runs = tmp_path / "agent.json"
@@ -80,9 +81,10 @@ def test_bench_judge_and_agent_small(capsys, home, smollm_path, shared_data, tmp
     code, out, err = rader(capsys, "--no-progress", "bench", "agent", "--resume",
                            "--problems", str(shared_data / "problems" / "math_train.jsonl"),
                            "--limit", "2", "--shuffle-seed", "3", "--modes", "none,theorems",
-                           "--retriever", "bm25", "--model", str(smollm_path), "--out", str(runs))
+                           "--retriever", "bm25", "--model", str(smollm_path), "--out", str(runs), "--json")
     assert code == 0, err
     resumed = json.loads(runs.read_text())
+    assert json.loads(out)["modes"] == resumed["modes"]
     ids = [r["trajectory_id"] for r in resumed["rows"]]
     assert ids[:4] == [r["trajectory_id"] for r in rows[:4]] and len(set(ids)) == 7
     assert [r["mode"] for r in resumed["rows"]] == ["bare", "none", "theorems", "bare", "none", "theorems",
