@@ -7,7 +7,7 @@ import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
@@ -21,7 +21,7 @@ from rader.app.cli_options import (
     parse_levels,
     settings_for,
 )
-from rader.app.terminal import console, err_console, plain, print_json
+from rader.app.terminal import console, err_console, exit_failed, print_json
 from rader.app.wiring import agent_name
 from rader.retriever import RaderError, register_encoder, registered_encoders
 
@@ -55,12 +55,6 @@ def _counting_bar(description: str, total: int, show: bool) -> Iterator[Callable
     with Progress(console=err_console, disable=not show) as bar:
         task = bar.add_task(description, total=total)
         yield lambda done: bar.update(task, completed=done)
-
-
-def _exit_failed(message: str) -> NoReturn:
-    """Exit 1 after the results are out: some of the work failed (not a usage error, which exits 2)."""
-    err_console.print(plain("error: ", style="bold red").append(plain(message)), soft_wrap=True)
-    raise typer.Exit(1)
 
 
 # -- solve ---------------------------------------------------------------------------------
@@ -289,7 +283,7 @@ def bench_judge_command(
         with _counting_bar("judging", len(pairs), settings.show_progress) as advance:
             report, judgments = bench_judge(llm, pairs, docs, settings.agent.config(), progress=advance)
     except LLMFailure as err:
-        _exit_failed(f"the judge's model failed, so there is no report: {err}")
+        exit_failed(f"the judge's model failed, so there is no report: {err}")
     summary = {"model": settings.llm.model, "report": report_dict(report)}
     if out:
         out.write_text(json.dumps({**summary, "judgments": judgments}, indent=2))
@@ -376,7 +370,7 @@ def bench_agent_command(
                      f"model {settings.llm.model}")
     errors = sum(summary["errors"] for summary in result["modes"])
     if errors:
-        _exit_failed(f"{errors} of {len(result['rows'])} runs ended in status error; see them with "
+        exit_failed(f"{errors} of {len(result['rows'])} runs ended in status error; see them with "
                      "`rader trajectories list --status error`")
 
 

@@ -44,7 +44,7 @@ def register(app: typer.Typer, settings_for) -> None:
             return
         check_bind(settings)
         service = Service(settings)
-        progress, on_bytes = _download_progress()
+        progress, on_bytes = _download_progress(settings.show_progress)
         err_console.print(f"loading {settings.llm.model} and the {settings.retriever.kind} retriever...",
                           highlight=False)
         with progress:

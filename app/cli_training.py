@@ -11,12 +11,20 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from rader.app.cli_options import HeldOutByOpt, HeldOutFractionOpt, held_out_from, parse_levels
-from rader.app.terminal import console
+from rader.app.cli_options import HeldOutByOpt, HeldOutFractionOpt, JsonOpt, held_out_from, parse_levels
+from rader.app.terminal import console, err_console, exit_failed, print_json
 from rader.training.config import GradedLoss, InfoNCE, TrainConfig
 
 TRAIN_DEFAULTS = TrainConfig()  # `rader train`'s defaults: each written once, in TrainConfig
 dataset_app = typer.Typer(help="Turn stored trajectories into retriever training data.", no_args_is_help=True)
+
+
+def _show(title: str, values: dict, as_json: bool) -> None:
+    """A command's results: a table, or with ``--json`` the same values as JSON on stdout."""
+    if as_json:
+        print_json(values)
+    else:
+        console.print(_table(title, values))
 
 
 def _table(title: str, values: dict) -> Table:
@@ -65,8 +73,11 @@ def register(app: typer.Typer, settings_for) -> None:
         workers: Annotated[int, typer.Option(min=1, help="Ray actors (each loads the model)")] = 2,
         held_out_by: HeldOutByOpt = None,
         held_out_fraction: HeldOutFractionOpt = 0.5,
+        as_json: JsonOpt = False,
     ) -> None:
-        """Run the agent over a problem set, K samples a problem; rerun to resume after a crash."""
+        """Run the agent over a problem set, K samples a problem; rerun to resume after a crash.
+
+        Exits 1 (after its table) when some runs failed: they are stored with status error."""
         from rader.agent.problems import load_problems
         from rader.app.wiring import graphs_by_sample, store_from_settings
         from rader.training.harvest import HarvestSpec
@@ -86,7 +97,7 @@ def register(app: typer.Typer, settings_for) -> None:
         factory = functools.partial(graphs_by_sample, settings, kind, seed)
         columns = ("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
                    TimeElapsedColumn(), "eta", TimeRemainingColumn())
-        with Progress(*columns, console=console, disable=not settings.show_progress) as bar:
+        with Progress(*columns, console=err_console, disable=not settings.show_progress) as bar:
             task = bar.add_task("harvest", total=len(items) * samples)
 
             def advance(trajectory) -> None:
@@ -104,7 +115,10 @@ def register(app: typer.Typer, settings_for) -> None:
                                                     "verified", "failed")}
         values |= {"seconds": round(summary.seconds, 1), "runs/hour": round(summary.runs_per_hour, 1),
                    "store": str(store.path)}
-        console.print(_table(f"harvest of {problems.name}: {spec.model}, retriever {kind}", values))
+        _show(f"harvest of {problems.name}: {spec.model}, retriever {kind}", values, as_json)
+        if summary.failed:
+            exit_failed(f"{summary.failed} of {summary.ran} runs failed; see them with "
+                        "`rader trajectories list --status error`")
 
     @dataset_app.command("build")
     def dataset_build(
@@ -140,6 +154,7 @@ def register(app: typer.Typer, settings_for) -> None:
             help="licence the dataset card declares (a Hub licence id; default: mit, rader's own, when "
             "the built-in corpus is the only one, else other); problem and theorem texts keep theirs")]
         = None,
+        as_json: JsonOpt = False,
     ) -> None:
         """Positives, hard negatives and queries of every kind from the stored trajectories; the
         folder loads with `datasets.load_dataset` (its README.md card) and BEIR's loader."""
@@ -181,6 +196,9 @@ def register(app: typer.Typer, settings_for) -> None:
             "generated_with": generate_with,
             "held_out": held_out and f"{held_out.field} {held_out.fraction} seed {held_out.seed}"})
         stats = json.loads((folder / "stats.json").read_text())
+        if as_json:
+            print_json({"folder": str(folder), **stats})
+            return
         console.print(_table(f"examples from {stats['build']['trajectories']} trajectories", stats["build"]))
         for split in ("train", "dev"):
             kinds = stats[split].pop("examples_per_kind")
@@ -219,6 +237,7 @@ def register(app: typer.Typer, settings_for) -> None:
         = TRAIN_DEFAULTS.max_steps,
         save_steps: Annotated[int, typer.Option(help="checkpoint every N steps")] = TRAIN_DEFAULTS.save_steps,
         resume: Annotated[bool, typer.Option(help="continue from the latest checkpoint")] = True,
+        as_json: JsonOpt = False,
     ) -> None:
         """Fine-tune a dense encoder contrastively; prints nDCG@10 on the dev split before and after."""
         from rader.training.train import train_encoder
@@ -234,6 +253,9 @@ def register(app: typer.Typer, settings_for) -> None:
         values = {"rows": manifest["train_rows"], "steps": manifest["steps"], "seconds": manifest["seconds"],
                   **{f"before {k}": v for k, v in metrics["before"].items() if k.startswith(("ndcg", "mrr"))},
                   **{f"after {k}": v for k, v in metrics["after"].items() if k.startswith(("ndcg", "mrr"))}}
+        if as_json:
+            print_json({**values, "model": str(out), "model_card": manifest["model_card"]})
+            return
         console.print(_table(f"trained {out}", values))
         if manifest["model_card"]:
             console.print(f"model card: {out / manifest['model_card']}", highlight=False)

@@ -17,7 +17,9 @@ import json
 import os
 import re
 import sys
+from typing import NoReturn
 
+import typer
 from rich.console import Console
 from rich.text import Text
 
@@ -53,6 +55,12 @@ err_console = SafeConsole(stderr=True)
 def print_json(data: object) -> None:
     """``data`` as JSON on stdout: the machine-readable twin of a command's table."""
     console.print_json(json.dumps(data, ensure_ascii=False))
+
+
+def exit_failed(message: str) -> NoReturn:
+    """Exit 1 after the results are out: some of the work failed (not a usage error, which exits 2)."""
+    err_console.print(plain("error: ", style="bold red").append(plain(message)), soft_wrap=True)
+    raise typer.Exit(1)
 
 
 # Libraries that draw their own bars: one not imported yet reads its variable when it is, one

@@ -97,6 +97,14 @@ def test_bench_agent_prints_its_results_then_exits_1_on_failed_runs(capsys, home
     assert code == 0 and len(json.loads(out)) == 2
 
 
+def test_harvest_prints_its_results_then_exits_1_on_failed_runs(capsys, home, shared_data, dead_llm):
+    code, out, err = rader(capsys, "--no-progress", "harvest", "--json", "--retriever", "bm25",
+                           "--problems", str(shared_data / "problems" / "math_train.jsonl"), "--limit", "2")
+    summary = json.loads(out)  # the results come first, on stdout, as JSON only
+    assert code == 1 and summary["ran"] == 2 and summary["failed"] == 2 and summary["verified"] == 0
+    assert "2 of 2 runs failed" in err and "Traceback" not in err
+
+
 def test_bench_judge_exits_1_when_its_model_fails(capsys, home, shared_data, dead_llm):
     code, out, err = rader(capsys, "--no-progress", *bench_judge_args(shared_data), "--json")
     assert code == 1 and out == ""

@@ -237,6 +237,11 @@ def test_dataset_build_command_reads_the_store(stored, home, capsys):
     assert stats["mine"] == "bm25" and stats["train"]["examples"] > 0
     assert stats["build"]["mined_negatives"] > 0 and "train split" in out and "dev split" in out
     assert "license: mit" in (home / "data" / "README.md").read_text()  # the built-in corpus alone: rader's
+    code, out, err = rader(capsys, "--no-progress", "dataset", "build", "--out", str(home / "again"),
+                           "--dev-fraction", "0.3", "--json")
+    assert code == 0, err
+    printed = json.loads(out)  # the JSON twin of the tables: the folder's stats.json, and where it is
+    assert printed["folder"] == str(home / "again") and printed["train"]["examples"] > 0
 
 
 def test_held_out_theorems_never_enter_the_data(stored):
