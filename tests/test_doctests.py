@@ -9,16 +9,17 @@ import pkgutil
 import pytest
 
 import rader.agent
+import rader.agent.llm
 import rader.app
 import rader.retriever
 import rader.training
 import rader.ui
 
 # the vLLM chat model imports vLLM (its own venv, tests/test_vllm.py); the worker's main serves stdin
-NOT_HERE = {"rader.agent.vllm_chat", "rader.agent.sympy_worker"}
+NOT_HERE = {"rader.agent.llm.vllm_chat", "rader.agent.sympy_worker"}
 MODULES = sorted(
     module.name
-    for package in (rader.agent, rader.app, rader.retriever, rader.training, rader.ui)
+    for package in (rader.agent, rader.agent.llm, rader.app, rader.retriever, rader.training, rader.ui)
     for module in pkgutil.iter_modules(package.__path__, package.__name__ + ".")
     if module.name not in NOT_HERE
 )

@@ -9,7 +9,7 @@ from conftest import MODEL_CACHE
 from langchain_core.messages import HumanMessage
 
 from rader.agent.llm import LLMConfig, chat_model, llamacpp_server
-from rader.agent.models import CATALOG, fetch, resolve_model
+from rader.agent.llm.catalog import CATALOG, fetch, resolve_model
 from rader.retriever import RaderError
 
 

