@@ -158,14 +158,13 @@ def register(app: typer.Typer, settings_for) -> None:
     ) -> None:
         """Positives, hard negatives and queries of every kind from the stored trajectories; the
         folder loads with `datasets.load_dataset` (its README.md card) and BEIR's loader."""
-        from rader.app.evalrun import held_out_theorems
         from rader.app.wiring import (
             corpus_from_settings,
             retriever_from_settings,
             shared_encoder,
             store_from_settings,
         )
-        from rader.retriever import BUILTIN_NAME
+        from rader.retriever import BUILTIN_NAME, held_out_theorems
         from rader.training.dataset import build_examples, split_by_problem, write_dataset
 
         settings = settings_for(ctx)

@@ -15,15 +15,11 @@ from rader.retriever import (
     RETRIEVER_NAMES,
     Corpus,
     CorpusStore,
-    EvalQuery,
     EvalRow,
     HeldOut,
-    Qrels,
     RaderError,
     evaluate,
-    load_qrels,
-    load_queries,
-    qrels_from_queries,
+    load_judged_queries,
     read_corpus,
 )
 
@@ -76,28 +72,6 @@ def retriever_for_spec(settings: Settings, docs: Corpus, spec: str):
         settings = settings.model_copy(update={"retriever": settings.retriever.model_copy(
             update={"encoder": encoder})})
     return retriever_from_settings(settings, docs, kind=kind)
-
-
-def load_judged_queries(queries: Path, qrels: Path | None, *, gold_field: str | None = None,
-                        query_kind: str | None = None,
-                        held_out: HeldOut | None = None) -> tuple[list[EvalQuery], Qrels]:
-    """Queries and their judgments (a qrels file, or gold ids in the queries file); only the
-    ``held_out`` part of them, when given."""
-    query_list = load_queries(queries, gold_field=gold_field, kind=query_kind,
-                              where=held_out and held_out.holds)
-    judgments = load_qrels(qrels) if qrels else qrels_from_queries(query_list)
-    if held_out:  # a qrels file also judges the queries left out
-        kept = {q.id for q in query_list}
-        judgments = {qid: docs for qid, docs in judgments.items() if qid in kept}
-    return query_list, judgments
-
-
-def held_out_theorems(queries: Path, qrels: Path | None, *, gold_field: str | None = None,
-                      held_out: HeldOut | None = None) -> set[str]:
-    """The theorem ids an evaluation set's (held-out) queries are labelled with: what a
-    training set must leave out for a gain on those queries to be on theorems never trained on."""
-    _, judgments = load_judged_queries(queries, qrels, gold_field=gold_field, held_out=held_out)
-    return {doc for docs in judgments.values() for doc in docs}
 
 
 def run_eval(settings: Settings, *, corpus: str, queries: Path, qrels: Path | None,

@@ -21,7 +21,8 @@ _EXPORTS = {
     "dense": "DenseIndex make_faiss_index",
     "encoders": "BUILTIN_ENCODERS Encoder load_encoder",
     "errors": "RaderError",
-    "evaldata": "EvalQuery Qrels load_qrels load_queries qrels_from_queries",
+    "evaldata": "EvalQuery Qrels held_out_theorems load_judged_queries load_qrels load_queries "
+                "qrels_from_queries",
     "examples": "EXAMPLES_NAME builtin_examples examples_from_problems read_examples",
     "hybrid": "HybridIndex fuse",
     "indexes": "IndexManifest IndexStore",
