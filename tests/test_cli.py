@@ -95,6 +95,7 @@ def test_search_bad_input(capsys, home):
     assert code == 2 and "invalid settings" in err
 
 
+@pytest.mark.slow
 def test_corrupt_index_then_rebuild(capsys, home):
     assert rader(capsys, "index", "build", "-r", "dense")[0] == 0
     (next(home.glob("indexes/builtin/dense-*")) / "vectors.faiss").write_bytes(b"junk")
@@ -105,6 +106,7 @@ def test_corrupt_index_then_rebuild(capsys, home):
     assert rader(capsys, "search", "triangle", "-r", "dense")[0] == 0
 
 
+@pytest.mark.slow
 def test_eval_prints_one_table_with_settings(capsys, home, shared_data, tmp_path):
     queries = tmp_path / "q.jsonl"
     rows = [json.loads(line) for line in

@@ -94,6 +94,7 @@ def test_bright_style_queries_carry_their_qrels(tmp_path):
         load_queries(path, kind="essay")
 
 
+@pytest.mark.slow
 def test_theoremqa_dev_labels_reproduce_the_reference(shared_data, encoder, tmp_path):
     """Reference on this machine: bm25s 0.578, MiniLM 0.676; hybrid must beat both parts."""
     corpus, _ = read_corpus(shared_data / "theorems" / "theoremqa_theorems.jsonl")

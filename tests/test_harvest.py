@@ -109,6 +109,7 @@ def test_a_harvest_killed_mid_run_resumes_without_duplicates(harvest_env, home):
             assert after[run_id]["started_at"] > run["started_at"]
 
 
+@pytest.mark.slow
 def test_the_same_harvest_runs_on_a_local_ray(harvest_env, home, capsys):
     code, _, err = rader(capsys, "--no-progress", "harvest", "--problems", str(harvest_env), "--limit", "1")
     assert code == 0, err

@@ -248,6 +248,7 @@ def _rader_process(*args: str, limit_bytes: int | None = None, env: dict | None 
                           preexec_fn=_limited_file_size(limit_bytes) if limit_bytes else None)
 
 
+@pytest.mark.slow
 def test_index_build_on_a_full_disk_is_a_clear_error_and_leaves_nothing(home):
     result = _rader_process("index", "build", "--retriever", "dense", "--force", limit_bytes=200_000)
     assert result.returncode == 2, result.stderr

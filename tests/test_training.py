@@ -389,6 +389,7 @@ train_encoder(sys.argv[1], sys.argv[2], TrainConfig(max_steps=8, save_steps=1, b
 """
 
 
+@pytest.mark.slow
 def test_training_killed_mid_run_resumes_from_its_checkpoint(dataset, tmp_path):
     out = tmp_path / "model"
     process = subprocess.Popen([sys.executable, "-c", KILLED_TRAIN, str(dataset), str(out)],

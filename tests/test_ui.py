@@ -19,6 +19,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import sync_playwright
 from test_cli import rader
 
@@ -139,6 +140,7 @@ def test_rader_ui_binds_localhost_by_default(server):
     assert f"Running on local URL:  {server.url.rstrip('/')}" in server.log.read_text()
 
 
+@pytest.mark.slow
 def test_a_run_streams_steps_and_cards_and_a_thumb_is_stored_as_a_human_judgment(page, server, artifacts):
     problem = "Find $x$ if\n\\[2x + 3\n= 11.\\]"  # display math over two lines, as MATH writes it
     submit(page, problem, "4")
@@ -159,11 +161,15 @@ def test_a_run_streams_steps_and_cards_and_a_thumb_is_stored_as_a_human_judgment
     assert stored.status in ("done", "budget_exhausted") and len(stored.steps) == 1
     assert stored.id[:12] in answer
 
-    card = page.locator(".rd-card-row").first
     theorem_id = stored.steps[0].hits[0].theorem_id
-    assert theorem_id in card.inner_text()
-    card.get_by_role("button", name="👍 helped").click()
-    page.locator(".rd-card-row .rd-human").first.wait_for(timeout=30_000)
+    assert theorem_id in page.locator(".rd-card-row").first.inner_text()
+    for _ in range(3):  # a click that lands as the timeline re-renders finds its button gone: again
+        page.locator(".rd-card-row").first.get_by_role("button", name="👍 helped").click()
+        try:
+            page.locator(".rd-card-row .rd-human").first.wait_for(timeout=20_000)
+            break
+        except PlaywrightTimeout:
+            continue
     assert "you: 👍 helped" in page.locator(".rd-card-row").first.inner_text()
     screenshot(page, artifacts, "run-feedback")
     step, = server.store.get(stored.id).steps
@@ -273,6 +279,7 @@ def test_history_reopens_replays_and_downloads_a_stored_run(page, scripted_run, 
     page.get_by_role("heading", name="Step 1").wait_for(timeout=10_000)  # rendered just after the status
 
 
+@pytest.mark.slow
 def test_three_sessions_at_once_each_see_their_own_run(browser, server, artifacts):
     fruits = ("apples", "pears", "plums")
     problems = {fruit: f"Ann has 3 {fruit} and buys 4 more. How many {fruit} has she?" for fruit in fruits}

@@ -208,6 +208,7 @@ def result(run: dict, name: str):
     return value
 
 
+@pytest.mark.slow
 def test_greedy_answers_repeat_and_count_tokens(vllm_run):
     assert vllm_run["type"] == "VLLMChat"
     first, again = result(vllm_run, "first"), result(vllm_run, "again")
