@@ -53,6 +53,24 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return folder
 
 
+@pytest.fixture(scope="session")
+def builtin_indexes(tmp_path_factory, encoder) -> Path:
+    """The built-in corpus' BM25 and MiniLM indexes, built once for the session."""
+    from rader.retriever import builtin_corpus, open_retriever
+
+    built = tmp_path_factory.mktemp("indexed")
+    open_retriever("hybrid", builtin_corpus(), home=built, encoder=encoder, show_progress=False)
+    return built / "indexes"
+
+
+@pytest.fixture
+def indexed_home(home: Path, builtin_indexes: Path) -> Path:
+    """`home` with the built-in corpus' indexes already in it: for tests of commands that search
+    (a test of index building takes the bare `home`)."""
+    shutil.copytree(builtin_indexes, home / "indexes")
+    return home
+
+
 @pytest.fixture
 def tiny_corpus() -> Corpus:
     """Four theorems whose right answers are unambiguous."""

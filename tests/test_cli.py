@@ -74,7 +74,7 @@ def test_bad_corpus_files_are_clear_errors(capsys, home, tmp_path, content, mess
     assert code == 2 and message in err and "Traceback" not in err
 
 
-def test_search_each_retriever_json(capsys, home):
+def test_search_each_retriever_json(capsys, indexed_home):
     for kind in ("bm25", "dense", "hybrid"):
         code, out, _ = rader(capsys, "search", "the roots of a quadratic sum to -b/a",
                              "--retriever", kind, "-k", "3", "--json")

@@ -399,7 +399,7 @@ SURROGATE = "sum of r\udcffoots"  # what Python makes of a byte that is not UTF-
 
 
 @pytest.mark.parametrize("kind", ["bm25", "dense", "hybrid"])
-def test_arguments_that_are_not_utf8_are_repaired_with_a_warning(capsys, home, kind):
+def test_arguments_that_are_not_utf8_are_repaired_with_a_warning(capsys, indexed_home, kind):
     code, out, err = rader(capsys, "search", SURROGATE, "-r", kind, "--json")
     assert code == 0, err
     assert "not valid UTF-8" in err and json.loads(out)["query"] == "sum of r\ufffdoots"
