@@ -105,18 +105,20 @@ def agent_from_settings(settings: Settings, *, retriever: str | None = None, exa
 
 def graphs_by_sample(settings: Settings, retriever: str, seed: int = 0, examples: str | None = None):
     """Build the agent once; return ``sample -> graph`` whose model calls use seed ``seed + sample``
-    (samples differ only when the temperature is above zero). Picklable with its arguments,
+    (samples differ only when the temperature is above zero): the one compiled graph, bound to a
+    run-time context whose chat models carry the sample's seed. Picklable with its arguments,
     so Ray workers call it to build their own agent."""
-    from rader.agent.graph import build_graph
+    import dataclasses
 
     parts = agent_from_settings(settings, retriever=retriever, examples=examples)
-    config = settings.agent.config()
+    context = parts.context()
 
-    @cache  # one compiled graph per sample, however many problems it runs
+    @cache  # one context per sample, however many problems it runs
     def graph_for_sample(sample: int):
         if settings.llm.temperature <= 0:
             return parts.graph
-        return build_graph(llm=parts.llm.bind(seed=seed + sample), retriever=parts.retriever, settings=config,
-                           examples=parts.examples, aux_llm=parts.aux_llm.bind(seed=seed + sample))
+        seeded = dataclasses.replace(context, llm=parts.llm.bind(seed=seed + sample),
+                                     aux_llm=parts.aux_llm.bind(seed=seed + sample))
+        return parts.graph.bind(context=seeded)
 
     return graph_for_sample
