@@ -220,20 +220,38 @@ class TrajectoryStore:
         return [{**dict(zip(names, row, strict=True)),
                  "verified": None if row[5] is None else bool(row[5])} for row in rows]
 
-    def iter_trajectories(self, **filters: Any) -> Iterator[Trajectory]:
+    def iter_trajectories(self, *, source: str | None = None, **filters: Any) -> Iterator[Trajectory]:
+        """Matching trajectories (``list``'s filters, and what started them: harvest, bench...)."""
         for summary in self.list(**filters):
-            yield self.get(summary["id"])
+            trajectory = self.get(summary["id"])
+            if source is None or trajectory.source == source:
+                yield trajectory
 
-    def export(self, path: str | Path, *, fmt: str = "jsonl", **filters: Any) -> int:
+    def export(self, path: str | Path, *, fmt: str = "jsonl", merge: bool = False,
+               **filters: Any) -> ExportReport:
         """Write matching trajectories as JSON Lines (gzipped when the name ends in .gz) or
-        Parquet; returns how many."""
-        path = Path(path)
-        rows = [t.to_dict() for t in self.iter_trajectories(**filters)]
+        Parquet. With ``merge`` an existing file keeps its trajectories and takes the store's
+        by id, as `merge` does (new ids added, a finished run in place of an unfinished one),
+        so a committed harvest export grows session after session without duplicates; rows
+        are ordered by start time, so the file changes only where runs were added."""
         if fmt not in ("jsonl", "parquet"):
             raise RaderError(f"unknown export format {fmt!r}; choose jsonl or parquet")
+        path = Path(path)
+        held = {t.id: t for t in read_trajectories(path)} if merge and path.exists() else {}
+        report = ExportReport()
+        for trajectory in self.iter_trajectories(**filters):
+            old = held.get(trajectory.id)
+            if not supersedes(trajectory, old and old.status):
+                report.kept += 1
+                continue
+            report.added += old is None
+            report.replaced += old is not None
+            held[trajectory.id] = trajectory
+        rows = [t.to_dict() for t in sorted(held.values(), key=lambda t: (t.started_at, t.id))]
+        report.written = len(rows)
         with atomic_file(path) as scratch:
             self._write_export(scratch, path.suffix, fmt, rows)
-        return len(rows)
+        return report
 
     @staticmethod
     def _write_export(target: Path, suffix: str, fmt: str, rows: list[dict[str, Any]]) -> None:
@@ -264,13 +282,11 @@ class TrajectoryStore:
                 if trajectory.status == "running":
                     trajectory.mark_interrupted()
                 held = stored.get(trajectory.id)
-                if held is None:
-                    report.added += 1
-                elif held not in FINISHED_STATUSES and trajectory.status in FINISHED_STATUSES:
-                    report.replaced += 1
-                else:
+                if not supersedes(trajectory, held):
                     report.kept += 1
                     continue
+                report.added += held is None
+                report.replaced += held is not None
                 self._write(trajectory)
                 stored[trajectory.id] = trajectory.status
         return report
@@ -312,6 +328,18 @@ class MergeReport:
     added: int = 0
     replaced: int = 0  # a finished run in place of a stored unfinished one
     kept: int = 0  # the stored row stayed
+
+
+@dataclass
+class ExportReport(MergeReport):
+    written: int = 0  # trajectories in the file now (a merged file's earlier ones included)
+
+
+def supersedes(incoming: Trajectory, held_status: str | None) -> bool:
+    """Whether ``incoming`` is written over a held copy of status ``held_status`` (None: no copy):
+    a new id always; a finished run over an unfinished one; otherwise the held copy stays."""
+    return held_status is None or (held_status not in FINISHED_STATUSES
+                                   and incoming.status in FINISHED_STATUSES)
 
 
 def _store_error(path: Path, action: str, err: sqlite3.Error) -> str:

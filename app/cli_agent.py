@@ -225,13 +225,22 @@ def trajectories_export(
     model: TrajectoryModelOpt = None,
     verified: VerifiedOpt = None,
     since: SinceOpt = None,
+    source: Annotated[str | None, typer.Option(
+        help="what started them: harvest, bench, solve, ui, serve or python")] = None,
+    merge: Annotated[bool, typer.Option(
+        help="keep what OUT holds and add the store's runs by id (a harvest export that grows)")] = False,
 ) -> None:
-    """Write trajectories to a JSON Lines or Parquet file."""
+    """Write trajectories to a JSON Lines or Parquet file.
+
+    A harvest export that grows across sessions and machines:
+    `rader trajectories export harvest.jsonl.gz --source harvest --merge`."""
     from rader.app.wiring import store_from_settings
 
-    count = store_from_settings(settings_for(ctx), readonly=True).export(
-        out, fmt=fmt, status=status, model=model, verified=verified, since=since)
-    console.print(f"wrote {count} trajectories to {out}")
+    report = store_from_settings(settings_for(ctx), readonly=True).export(
+        out, fmt=fmt, merge=merge, source=source, status=status, model=model, verified=verified, since=since)
+    growth = (f" ({report.added} added, {report.replaced} replaced, {report.kept} already there)"
+              if merge else "")
+    console.print(f"wrote {report.written} trajectories to {out}{growth}")
 
 
 @trajectories_app.command("import")

@@ -1,7 +1,7 @@
 #!/bin/bash
 # Loop pass 4 (2026-11-29): same data, same seed; MiniLM triplets vs n-tuples vs n-tuples + graded
 # loss, and all-mpnet-base-v2 with n-tuples. Run from the repository root after
-#   rader trajectories import benchmarks/harvest-2026-11-28.jsonl.gz
+#   rader trajectories import benchmarks/harvest.jsonl.gz
 #   RADER_CORPORA='["builtin","theoremqa"]' rader dataset build --out $RADER_HOME/data/verified ... (RESULTS.md)
 # Usage: benchmarks/loop4_train.sh NAME...   (names below; each writes $RADER_HOME/trained/NAME)
 set -euo pipefail

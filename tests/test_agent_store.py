@@ -47,10 +47,10 @@ def test_exports(tmp_path):
     store = TrajectoryStore(tmp_path / "t.db")
     for i in range(3):
         store.save(sample(f"p{i}"))
-    assert store.export(tmp_path / "out.jsonl") == 3
+    assert store.export(tmp_path / "out.jsonl").written == 3
     rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert {r["problem"]["id"] for r in rows} == {"p0", "p1", "p2"}
-    assert store.export(tmp_path / "out.parquet", fmt="parquet") == 3
+    assert store.export(tmp_path / "out.parquet", fmt="parquet").written == 3
     table = pd.read_parquet(tmp_path / "out.parquet")
     assert len(table) == 3 and json.loads(table["data"][0])["steps"][0]["thought"] == "2+3=5"
     with pytest.raises(RaderError, match="jsonl or parquet"):
@@ -71,13 +71,42 @@ def test_exports_from_other_machines_merge_by_id(tmp_path, name):
     stale.id = cut.id
     here.save(stale)
     shard = tmp_path / name
-    assert there.export(shard, fmt="parquet" if name.endswith("parquet") else "jsonl") == 3
+    assert there.export(shard, fmt="parquet" if name.endswith("parquet") else "jsonl").written == 3
     report = here.merge(read_trajectories(shard))
     assert (report.added, report.replaced, report.kept) == (2, 1, 0)
     assert here.get(finished.id).to_dict() == finished.to_dict()
     assert here.get(cut.id).status == "done" and here.get(live.id).status == "interrupted"
     again = here.merge(read_trajectories(shard))
     assert (again.added, again.replaced, again.kept) == (0, 0, 3)
+
+
+def test_a_harvest_export_grows_by_id_across_sessions(tmp_path, capsys, home):
+    """`export --merge` keeps the file's runs, adds the store's new ones and replaces an
+    unfinished copy with a finished one; `--source` leaves benchmark runs out."""
+    from conftest import rader
+
+    export = tmp_path / "harvest.jsonl.gz"
+    earlier = TrajectoryStore(tmp_path / "earlier.db")  # another session's (or machine's) store
+    old, cut = sample("old"), sample("cut", status="interrupted", verified=None)
+    for trajectory in (old, cut):
+        trajectory.source = "harvest"
+        earlier.save(trajectory)
+    assert earlier.export(export).written == 2
+    store = TrajectoryStore(home / "trajectories.db")
+    new, bench = sample("new"), sample("bench")
+    finished = sample("cut")
+    finished.id = cut.id
+    for trajectory, source in ((new, "harvest"), (finished, "harvest"), (bench, "bench")):
+        trajectory.source = source
+        store.save(trajectory)
+    code, out, _ = rader(capsys, "trajectories", "export", str(export), "--source", "harvest", "--merge")
+    assert code == 0 and "wrote 3 trajectories" in out and "1 added, 1 replaced, 0 already there" in out
+    rows = {t.id: t for t in read_trajectories(export)}
+    assert set(rows) == {old.id, cut.id, new.id} and rows[cut.id].status == "done"
+    code, out, _ = rader(capsys, "trajectories", "export", str(export), "--source", "harvest", "--merge")
+    assert "wrote 3 trajectories" in out and "0 added, 0 replaced, 2 already there" in out
+    code, out, _ = rader(capsys, "trajectories", "export", str(export), "--source", "harvest")
+    assert "wrote 2 trajectories" in out  # without --merge the file is the store's selection alone
 
 
 def test_a_bad_or_newer_import_is_refused_whole(tmp_path, capsys, home):

@@ -143,7 +143,7 @@ def test_the_committed_harvest_resolves_against_the_merged_corpus(corpus, shared
     """Every theorem the stored trajectories retrieved or judged is still in builtin + TheoremQA."""
     both = Corpus.merge([corpus, read_corpus(shared_data / "theorems" / "theoremqa_theorems.jsonl")[0]])
     cited = set()
-    with gzip.open(REPO / "benchmarks" / "harvest-2026-11-28.jsonl.gz", "rt", encoding="utf-8") as lines:
+    with gzip.open(REPO / "benchmarks" / "harvest.jsonl.gz", "rt", encoding="utf-8") as lines:
         for line in lines:
             for step in json.loads(line)["steps"]:
                 cited.update(h["theorem_id"] for h in step["hits"])
