@@ -24,8 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from rader.agent.parts import AgentParts, PartsCache
 from rader.agent.records import Problem
-from rader.agent.runner import run_problem
-from rader.app.serve_render import Piece, StreamTracker
+from rader.app.serve_render import Piece
 from rader.app.serve_runs import Busy, Job, Run, RunPool
 from rader.app.settings import AgentSettings, Settings
 from rader.app.wiring import (
@@ -116,7 +115,6 @@ class Service:
         self._corpus: Corpus | None = None
         self._retrievers: dict[str, Retriever] = {}
         self._parts: PartsCache[AgentParts] = PartsCache(GRAPH_CACHE_SIZE, lock=self._lock)
-        self.writers: set[str] = set()  # graph nodes whose tokens are the solution (StreamTracker)
 
     # -- loaded parts ----------------------------------------------------------------------
     @property
@@ -147,25 +145,9 @@ class Service:
 
     def warm_up(self, progress: Progress | None = None) -> None:
         """Load the model (``progress`` sees a first fetch's bytes), the default agent and the
-        default search retriever now, not on the first request; then `learn_writers`."""
+        default search retriever now, not on the first request."""
         self.parts(self.settings.agent.retriever, self.settings.agent, progress)
         self.retriever()
-        self.learn_writers()
-
-    def learn_writers(self) -> None:
-        """One short run, stored nowhere, to learn which graph nodes write the solution, so that
-        the first request's reasoning streams token by token too (`StreamTracker`)."""
-        probe = self.settings.agent.model_copy(update={"max_steps": 1})
-        parts = self.parts("none", probe)
-        tracker = StreamTracker(self.title_of, lambda piece: None, writers=self.writers)
-        try:
-            run_problem(parts.graph, Problem("serve-warm-up", "What is 1 + 1?"), store=None,
-                        model=parts.model, retriever=parts.retriever_name,
-                        on_update=lambda node, _, trajectory: tracker.on_update(node, trajectory),
-                        context=parts.context())
-        except Exception:  # the first runs learn it instead
-            log.warning("the warm-up run failed; the first answers stream step by step", exc_info=True)
-        log.info("nodes writing the solution: %s", sorted(self.writers))
 
     # -- retrieval -------------------------------------------------------------------------
     def title_of(self, theorem_id: str) -> str:
@@ -233,7 +215,7 @@ class Service:
         job = Job(parts.graph, problem, parts.model, parts.retriever_name, config, agent.max_seconds,
                   parts.context())
         return self.pool.submit(Run(job, store=self.store, title_of=self.title_of, emit=emit,
-                                    live_tokens=live_tokens, writers=self.writers))
+                                    live_tokens=live_tokens))
 
     # -- health ----------------------------------------------------------------------------
     def health(self) -> dict[str, Any]:

@@ -2,9 +2,10 @@
 verdicts, its sympy checks, and the boxed answer.
 
 Everything here reads the `Trajectory` record (and the text of streamed tokens), never the
-state of a graph node, so it keeps working when the graph's nodes are renamed or reshaped.
-`StreamTracker` turns the runner's callbacks into `Piece`s of text, each optionally carrying a
-structured event (the documented ``rader`` field of a chat chunk).
+state of a graph node; the only node names it knows are the graph's published
+`rader.agent.graph.SOLUTION_NODES`, whose tokens are the solution. `StreamTracker` turns the
+runner's callbacks into `Piece`s of text, each optionally carrying a structured event (the
+documented ``rader`` field of a chat chunk).
 
 Example:
     >>> from rader.agent.records import Problem, Step, Trajectory
@@ -22,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from rader.agent.graph import SOLUTION_NODES
 from rader.agent.records import Step, Trajectory
 
 TitleOf = Callable[[str], str]  # theorem id -> its title
@@ -108,17 +110,14 @@ def step_event(step: Step, number: int, title_of: TitleOf) -> dict[str, Any]:
 class StreamTracker:
     """Turns ``run_problem``'s callbacks into chat text, in order, each piece once.
 
-    Tokens stream live from the graph nodes known to write steps: ``writers``, learned from the
-    trajectory (a node whose update adds or rewrites a step's text), so no node name is assumed;
-    share one set between trackers and every run after the first streams live. Tokens of other
-    nodes (query writing, relevance verdicts) are never shown, and a step written by a node not
-    yet known appears whole when it lands. ``emit`` receives each `Piece`.
+    Tokens stream live from the nodes that write the solution (``writers``, by default the
+    graph's `SOLUTION_NODES`); tokens of other nodes (query writing, relevance verdicts) are
+    never shown. ``emit`` receives each `Piece`.
     """
 
     def __init__(self, title_of: TitleOf, emit: Callable[[Piece], None], *, live_tokens: bool = True,
-                 writers: set[str] | None = None) -> None:
-        self.title_of, self.emit, self.live_tokens = title_of, emit, live_tokens
-        self.writers = writers if writers is not None else set()
+                 writers: frozenset[str] = SOLUTION_NODES) -> None:
+        self.title_of, self.emit, self.live_tokens, self.writers = title_of, emit, live_tokens, writers
         self._shown: list[_Shown] = []  # one per landed step, by position
         self._thoughts: list[str] = []  # each landed step's thought as last seen
         self._draft_open = False  # tokens are streaming that no landed step holds yet
@@ -132,8 +131,6 @@ class StreamTracker:
         steps = trajectory.steps
         landed = len(steps) > len(self._shown) or any(
             step.thought != old for step, old in zip(steps, self._thoughts, strict=False))
-        if landed and node:
-            self.writers.add(node)
         streamed = self._draft_open  # the tokens just streamed are the text of the steps landing now
         if self._draft_open and (landed or node in self.writers):
             self._draft_open = False  # landed, or that call's text did not become a step

@@ -85,11 +85,10 @@ class Run:
     """One agent run, from admission to its stored trajectory."""
 
     def __init__(self, job: Job, *, store: TrajectoryStore, title_of: TitleOf,
-                 emit: Callable[[Piece], None], live_tokens: bool = True,
-                 writers: set[str] | None = None) -> None:
+                 emit: Callable[[Piece], None], live_tokens: bool = True) -> None:
         self.id = uuid.uuid4().hex  # the trajectory id, known before the run starts
         self.job, self.store, self.emit = job, store, emit
-        self.tracker = StreamTracker(title_of, self._emit, live_tokens=live_tokens, writers=writers)
+        self.tracker = StreamTracker(title_of, self._emit, live_tokens=live_tokens)
         self.state = "queued"  # queued, running, finished
         self.trajectory: Trajectory | None = None
         self.error: str | None = None
