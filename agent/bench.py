@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from rader.agent.batch import Job, run_jobs
+from rader.agent.calls import LLMFailure
 from rader.agent.judge import judge_hits
 from rader.agent.records import Problem
 from rader.agent.state import AgentConfig
@@ -36,6 +37,11 @@ class JudgeReport:
     seconds_per_judgment: float
     pair_win_rate: float  # how often the gold theorem scores above the wrong one
     calibrated: dict[str, float | None]  # thresholds fit on the first half, scored on the second
+    failed: int = 0  # questions left out because a model call failed
+    error: str | None = None  # the last failure's message
+
+
+MAX_FAILED_IN_A_ROW = 3  # the judge benchmark gives up on a model whose first questions all failed
 
 
 def balanced_accuracy(labels: list[bool], predictions: list[bool]) -> tuple[float, float, float]:
@@ -77,17 +83,27 @@ def _accuracy(scores: list[tuple[float, float]], high: float, top: float) -> flo
 
 def bench_judge(llm, pairs: list[tuple[str, str, bool]], corpus: Corpus, config: AgentConfig,
                 progress: Callable[[int], None] | None = None) -> tuple[JudgeReport, list[dict]]:
-    """Judge each question's (gold, wrong) theorems together, as the graph judges a step's hits."""
-    rows, scores = [], []
+    """Judge each question's (gold, wrong) theorems together, as the graph judges a step's hits.
+
+    A question whose model call fails is left out and counted (``failed``, with the last
+    ``error``); `LLMFailure` is raised only when the first questions all fail (a dead model)."""
+    rows, scores, failed, error = [], [], 0, None
     started = time.perf_counter()
     for i in range(0, len(pairs), 2):
         (question, gold_id, _), (_, wrong_id, _) = pairs[i], pairs[i + 1]
-        judgments, _, _ = judge_hits(llm, question, [], [corpus.get(gold_id), corpus.get(wrong_id)], config)
-        scores.append((judgments[0].score, judgments[1].score))
-        rows += [{"label": label, **j.to_dict()} for label, j in zip((True, False), judgments, strict=True)]
+        try:
+            judgments, _, _ = judge_hits(llm, question, [], [corpus.get(gold_id), corpus.get(wrong_id)],
+                                         config)
+            scores.append((judgments[0].score, judgments[1].score))
+            rows += [{"label": label, **j.to_dict()}
+                     for label, j in zip((True, False), judgments, strict=True)]
+        except LLMFailure as err:
+            failed, error = failed + 1, str(err)
+            if failed == MAX_FAILED_IN_A_ROW and not scores:
+                raise
         if progress:
             progress(i + 2)
-    seconds = (time.perf_counter() - started) / max(1, len(pairs))
+    seconds = (time.perf_counter() - started) / max(1, len(rows))
     labels = [r["label"] for r in rows]
     tpr, tnr, accuracy = balanced_accuracy(labels, [r["relevant"] for r in rows])
     grid = [round(0.05 * i, 2) for i in range(1, 20)]
@@ -101,7 +117,8 @@ def bench_judge(llm, pairs: list[tuple[str, str, bool]], corpus: Corpus, config:
                       "heldout_balanced_accuracy": round(_accuracy(scores[half:], high, top), 3)}
     win = sum(g > w for g, w in scores) / max(1, len(scores))
     report = JudgeReport(len(rows), config.judge_threshold, config.judge_top_threshold, round(tpr, 3),
-                         round(tnr, 3), round(accuracy, 3), round(seconds, 2), round(win, 3), calibrated)
+                         round(tnr, 3), round(accuracy, 3), round(seconds, 2), round(win, 3), calibrated,
+                         failed, error)
     return report, rows
 
 

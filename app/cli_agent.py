@@ -274,7 +274,7 @@ def bench_judge_command(
 ) -> None:
     """Score the self-reflective judge: gold theorem vs BM25's best wrong theorem per question.
 
-    Exits 1 when the model fails (no report then)."""
+    A question the model fails on is left out; the report comes first, then exit 1."""
     from rader.agent.bench import bench_judge, judge_pairs, report_dict
     from rader.agent.calls import LLMFailure
     from rader.agent.llm import chat_model
@@ -293,16 +293,20 @@ def bench_judge_command(
             report, judgments = bench_judge(llm, pairs, docs, settings.agent.config(), progress=advance)
     except LLMFailure as err:
         exit_failed(f"the judge's model failed, so there is no report: {err}")
+    if not report.pairs:
+        exit_failed(f"the judge's model failed on every question, so there is no report: {report.error}")
     summary = {"model": settings.llm.model, "report": report_dict(report)}
     if out:
         out.write_text(json.dumps({**summary, "judgments": judgments}, indent=2))
     if as_json:
         print_json(summary)
-        return
-    table = Table(title=f"relevance judge: {settings.llm.model}, {report.pairs} judgments")
-    for key, value in summary["report"].items():
-        table.add_row(key, str(value))
-    console.print(table)
+    else:
+        table = Table(title=f"relevance judge: {settings.llm.model}, {report.pairs} judgments")
+        for key, value in summary["report"].items():
+            table.add_row(key, str(value))
+        console.print(table)
+    if report.failed:
+        exit_failed(f"{report.failed} questions were left out: the model failed on them ({report.error})")
 
 
 def _fetch_model(settings) -> None:

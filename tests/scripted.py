@@ -2,8 +2,9 @@
 
 Real models cannot be made to write a given hostile reply on demand, so the tests that inject
 one (markup in an answer, an exploit in a ``Compute:`` line) point rader's ``openai`` backend
-at this server. ``respond(messages, body)`` returns the reply text for each chat request;
-streaming, usage and log-probabilities follow the OpenAI wire format that the client reads.
+at this server. ``respond(messages, body)`` returns the reply text for each chat request, or
+raises `ServerFault` to answer with an HTTP error (a server failing on one request); streaming,
+usage and log-probabilities follow the OpenAI wire format that the client reads.
 """
 
 from __future__ import annotations
@@ -14,6 +15,14 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 Respond = Callable[[list[dict], dict], str]
+
+
+class ServerFault(Exception):
+    """Raised by ``respond``: the request gets HTTP ``status`` instead of a reply."""
+
+    def __init__(self, status: int = 500) -> None:
+        super().__init__(status)
+        self.status = status
 
 
 class ScriptedServer:
@@ -31,7 +40,11 @@ class ScriptedServer:
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 outer.requests.append(body)
-                text = outer.respond(body["messages"], body)
+                try:
+                    text = outer.respond(body["messages"], body)
+                except ServerFault as fault:
+                    self._send(fault.status, {"error": {"message": "injected fault", "type": "server_error"}})
+                    return
                 if body.get("stream"):
                     self._stream(body, text)
                 else:

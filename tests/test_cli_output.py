@@ -111,6 +111,30 @@ def test_bench_judge_exits_1_when_its_model_fails(capsys, home, shared_data, dea
     assert "the judge's model failed" in err and "Traceback" not in err
 
 
+def test_bench_judge_reports_what_it_judged_then_exits_1_when_some_questions_failed(
+        capsys, home, shared_data, monkeypatch):
+    from scripted import ScriptedServer, ServerFault
+
+    from rader.agent.problems import load_problems
+
+    failing = load_problems(shared_data / "problems" / "theoremqa_dev.jsonl", 3)[1].text[:60]
+
+    def respond(messages: list[dict], body: dict) -> str:
+        if failing in messages[-1]["content"]:
+            raise ServerFault(500)  # the model fails on the second question only
+        return "yes"
+
+    with ScriptedServer(respond) as server:
+        monkeypatch.setenv("RADER_LLM__BACKEND", "openai")
+        monkeypatch.setenv("RADER_LLM__BASE_URL", server.url)
+        monkeypatch.setenv("RADER_LLM__RETRIES", "0")
+        args = [*bench_judge_args(shared_data)[:-1], "3"]
+        code, out, err = rader(capsys, "--no-progress", *args, "--json")
+    report = json.loads(out)["report"]  # the report of the questions judged comes first
+    assert code == 1 and report["failed"] == 1 and report["pairs"] == 4 and "500" in report["error"]
+    assert "1 questions were left out" in err and "Traceback" not in err
+
+
 def test_no_progress_hides_every_bar(capsys, home, shared_data, tiny_corpus, tmp_path, dead_llm, bars_on):
     corpus = tmp_path / "tiny.jsonl"
     corpus.write_text("".join(json.dumps(t.to_dict()) + "\n" for t in tiny_corpus))
