@@ -63,7 +63,8 @@ def register(app: typer.Typer, settings_for) -> None:
         temperature: Annotated[float | None, typer.Option(
             help="sampling temperature (default: 0.7 with --samples > 1, else the settings')")] = None,
         seed: Annotated[int, typer.Option(help="sample k is seeded with seed + k")] = 0,
-        concurrency: Annotated[int, typer.Option(min=1, help="runs at once (llama.cpp slots)")] = 1,
+        concurrency: Annotated[int, typer.Option(
+            min=1, help="runs at once (llama.cpp slots; on Ray, per worker: vLLM batches them)")] = 1,
         retriever: Annotated[str | None, typer.Option(help="bm25, dense or hybrid (default: settings)")]
         = None,
         model: Annotated[str | None, typer.Option(help="catalog name, .gguf path or model folder")] = None,
@@ -71,6 +72,8 @@ def register(app: typer.Typer, settings_for) -> None:
             help="run on Ray: 'local' starts it here, or a cluster address ('auto', ray://head:10001)")]
         = None,
         workers: Annotated[int, typer.Option(min=1, help="Ray actors (each loads the model)")] = 2,
+        gpus_per_worker: Annotated[float, typer.Option(
+            min=0, help="GPUs Ray reserves for each worker (1 on GPU nodes: one vLLM engine per GPU)")] = 0,
         held_out_by: HeldOutByOpt = None,
         held_out_fraction: HeldOutFractionOpt = 0.5,
         as_json: JsonOpt = False,
@@ -107,6 +110,7 @@ def register(app: typer.Typer, settings_for) -> None:
                 from rader.training.ray_harvest import harvest_on_ray
 
                 summary = harvest_on_ray(items, factory, store=store, spec=spec, workers=workers,
+                                         runs_per_worker=concurrency, gpus_per_worker=gpus_per_worker,
                                          address=ray, on_result=advance)
             else:
                 summary = run_harvest(items, factory(), store=store, spec=spec, concurrency=concurrency,

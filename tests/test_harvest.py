@@ -114,10 +114,12 @@ def test_the_same_harvest_runs_on_a_local_ray(harvest_env, home, capsys):
     code, _, err = rader(capsys, "--no-progress", "harvest", "--problems", str(harvest_env), "--limit", "1")
     assert code == 0, err
     code, out, err = rader(capsys, "--no-progress", "harvest", "--problems", str(harvest_env), "--limit", "3",
-                           "--ray", "local", "--workers", "2")
+                           "--ray", "local", "--workers", "1", "--concurrency", "2")
     assert code == 0, err
     assert re.search(r"skipped\W+1\b", out) and re.search(r"ran\W+2\b", out)  # resumes across runners
     runs = stored(home)
     assert len(runs) == 3 and all(r["status"] in ("done", "budget_exhausted", "error") for r in runs)
     assert {r["problem"]["id"] for r in runs} == {"h1", "h2", "h3"}
+    on_ray = sorted((r for r in runs if r["problem"]["id"] != "h1"), key=lambda r: r["started_at"])
+    assert on_ray[1]["started_at"] < on_ray[0]["finished_at"]  # the actor ran both at once
     assert all(r["config"]["harvest"]["retriever"] == "bm25" for r in runs)

@@ -1,8 +1,11 @@
 """The harvest on Ray: the same per-run function on Ray actors, whole trajectories back.
 
 Each actor builds its agent once (``factory()`` returns a graph-for-sample function: on a
-GPU cluster, one whose LLM is vLLM) and runs one (problem, sample) at a time. Only
-finished trajectories travel back; the driver writes them to its store, so a worker that
+GPU cluster, one whose LLM is vLLM) and runs ``runs_per_worker`` (problem, sample) runs at
+once in its own threads, so a vLLM engine in the actor batches their calls together
+(continuous batching) and llama.cpp fills its slots; ``gpus_per_worker`` reserves GPUs for
+each actor (1 on GPU nodes: one engine per GPU). Only finished trajectories travel back; the
+driver writes them to its store, so a worker that
 dies leaves nothing half-written and a rerun redoes exactly what is missing.
 
 ``address``: ``"local"`` starts Ray on this machine; anything else (``"auto"``,
@@ -10,7 +13,7 @@ dies leaves nothing half-written and a rerun redoes exactly what is missing.
 
 Example:
     >>> summary = harvest_on_ray(problems, factory, store=store, spec=spec, workers=2,
-    ...                          address="local")  # doctest: +SKIP
+    ...                          runs_per_worker=32, gpus_per_worker=1, address="auto")  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -57,11 +60,11 @@ def _ray():
 
 def harvest_on_ray(problems: list[Problem], factory: Callable[[], GraphForSample], *,
                    store: TrajectoryStore, spec: HarvestSpec, workers: int = 1, address: str = "local",
-                   cpus_per_worker: float = 1,
+                   runs_per_worker: int = 1, cpus_per_worker: float = 1, gpus_per_worker: float = 0,
                    on_result: Callable[[Trajectory | None], None] | None = None) -> HarvestSummary:
-    """Run every unfinished (problem, sample) of ``spec`` on ``workers`` Ray actors."""
+    """Run every unfinished (problem, sample) of ``spec`` on ``workers`` Ray actors, each with
+    ``runs_per_worker`` runs in flight."""
     ray = _ray()
-    from ray.util import ActorPool
 
     todo, skipped = pending_runs(problems, spec, store)
     summary = HarvestSummary(planned=len(todo) + skipped, skipped=skipped)
@@ -73,11 +76,19 @@ def harvest_on_ray(problems: list[Problem], factory: Callable[[], GraphForSample
                  log_to_driver=False, configure_logging=False)
     started = time.perf_counter()
     try:
-        actor = ray.remote(num_cpus=cpus_per_worker)(HarvestWorker)
-        pool = ActorPool([actor.remote(factory, spec) for _ in range(min(workers, len(todo)))])
-        runs = pool.map_unordered(
-            lambda worker, run: worker.run.remote(run[0].to_dict(), run[1], run[2]), todo)
-        for data in runs:
+        actor = ray.remote(num_cpus=cpus_per_worker, num_gpus=gpus_per_worker,
+                           max_concurrency=runs_per_worker)(HarvestWorker)
+        actors = [actor.remote(factory, spec) for _ in range(min(workers, len(todo)))]
+        waiting, in_flight, load = list(reversed(todo)), {}, [0] * len(actors)
+        while waiting or in_flight:
+            while waiting and len(in_flight) < len(actors) * runs_per_worker:  # the least busy actor
+                problem, sample, trajectory_id = waiting.pop()
+                i = min(range(len(actors)), key=load.__getitem__)
+                in_flight[actors[i].run.remote(problem.to_dict(), sample, trajectory_id)] = i
+                load[i] += 1
+            [ready], _ = ray.wait(list(in_flight), num_returns=1)
+            load[in_flight.pop(ready)] -= 1
+            data = ray.get(ready)
             trajectory = Trajectory.from_dict(data) if data else None
             if trajectory is not None:
                 store.save(trajectory)
