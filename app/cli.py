@@ -15,6 +15,7 @@ import typer
 from rich.table import Table
 
 from rader.app.cli_agent import register as register_agent_commands
+from rader.app.cli_bench import register as register_bench_commands
 from rader.app.cli_options import HeldOutByOpt, HeldOutFractionOpt, JsonOpt, held_out_from, settings_for
 from rader.app.cli_serve import register as register_serve_command
 from rader.app.cli_training import register as register_training_commands
@@ -286,6 +287,7 @@ def eval_command(
 
 
 register_agent_commands(app)
+register_bench_commands(app)
 register_training_commands(app, settings_for)
 register_ui_command(app, settings_for)
 register_serve_command(app, settings_for)

@@ -1,60 +1,27 @@
-"""`rader solve`, `rader models ...`, `rader trajectories ...` and `rader bench ...`."""
+"""`rader solve`, `rader models ...` and `rader trajectories ...`."""
 
 from __future__ import annotations
 
-import dataclasses
-import json
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 from rich.table import Table
 
-from rader.app.cli_options import (
-    HeldOutByOpt,
-    HeldOutFractionOpt,
-    JsonOpt,
-    held_out_from,
-    parse_levels,
-    settings_for,
-)
-from rader.app.terminal import console, err_console, exit_failed, print_json
-from rader.app.wiring import agent_name
+from rader.app.cli_options import JsonOpt, ModelOpt, settings_for
+from rader.app.terminal import console, download_progress, print_json
 from rader.retriever import RaderError, register_encoder, registered_encoders
 
 models_app = typer.Typer(help="The LLM catalog (list, fetch) and trained encoders (register).",
                          no_args_is_help=True)
 trajectories_app = typer.Typer(help="Stored agent runs: list, show, export, import.", no_args_is_help=True)
-bench_app = typer.Typer(help="Measure the relevance judge and the agent.", no_args_is_help=True)
-ModelOpt = Annotated[str | None, typer.Option(help="catalog name or .gguf path")]
 
 
 def register(app: typer.Typer) -> None:
-    """Add `solve` and the models, trajectories and bench groups to the `rader` app."""
+    """Add `solve` and the models and trajectories groups to the `rader` app."""
     app.command()(solve)
     app.add_typer(models_app, name="models")
     app.add_typer(trajectories_app, name="trajectories")
-    app.add_typer(bench_app, name="bench")
-
-
-def _download_progress(show: bool = True):
-    """A rich progress bar (on stderr) for model downloads, and the callback that feeds it."""
-    progress = Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
-                        TransferSpeedColumn(), console=err_console, transient=True, disable=not show)
-    task = progress.add_task("fetching model", total=None)
-    return progress, lambda done, total: progress.update(task, completed=done, total=total)
-
-
-@contextmanager
-def _counting_bar(description: str, total: int, show: bool) -> Iterator[Callable[[int], None]]:
-    """A bar on stderr (stdout stays for tables and JSON) counting finished items; yields the
-    callback that moves it."""
-    with Progress(console=err_console, disable=not show) as bar:
-        task = bar.add_task(description, total=total)
-        yield lambda done: bar.update(task, completed=done)
 
 
 # -- solve ---------------------------------------------------------------------------------
@@ -83,7 +50,7 @@ def solve(
     budgets = {key: value for key, value in (("max_steps", max_steps), ("solution_tokens", solution_tokens))
                if value is not None}
     settings = settings_for(ctx, llm={"model": model} if model else None, agent=budgets or None)
-    progress, on_bytes = _download_progress(settings.show_progress)
+    progress, on_bytes = download_progress(settings.show_progress)
     with progress:
         parts = agent_from_settings(settings, retriever=retriever, examples=examples, progress=on_bytes)
     renderer = None if as_json else RunRenderer(console, _title_lookup(parts))
@@ -166,7 +133,7 @@ def models_fetch(ctx: typer.Context, name: Annotated[str, typer.Argument(help="c
     from rader.agent.llm.catalog import fetch
 
     settings = settings_for(ctx)
-    progress, on_bytes = _download_progress(settings.show_progress)
+    progress, on_bytes = download_progress(settings.show_progress)
     with progress:
         path = fetch(name, settings.home, progress=on_bytes)
     console.print(f"{name}: {path}")
@@ -258,220 +225,3 @@ def trajectories_import(
         report = store.merge(trajectories)
         console.print(f"{path}: {report.added} added, {report.replaced} replaced (finished runs in "
                       f"place of unfinished ones), {report.kept} already stored")
-
-
-# -- bench ---------------------------------------------------------------------------------
-@bench_app.command("judge")
-def bench_judge_command(
-    ctx: typer.Context,
-    questions: Annotated[Path, typer.Option(help="TheoremQA-style questions JSON Lines (id, text)")],
-    qrels: Annotated[Path, typer.Option(help="qrels: question id -> gold theorem id")],
-    corpus: Annotated[Path, typer.Option(help="theorem corpus JSON Lines")],
-    limit: Annotated[int, typer.Option(help="questions to use (two judgments each)")] = 50,
-    model: ModelOpt = None,
-    out: Annotated[Path | None, typer.Option(help="write the report and every judgment as JSON")] = None,
-    as_json: JsonOpt = False,
-) -> None:
-    """Score the self-reflective judge: gold theorem vs BM25's best wrong theorem per question.
-
-    A question the model fails on is left out; the report comes first, then exit 1."""
-    from rader.agent.bench import bench_judge, judge_pairs, report_dict
-    from rader.agent.calls import LLMFailure
-    from rader.agent.llm import chat_model
-    from rader.agent.problems import load_problems
-    from rader.retriever import load_qrels, open_retriever, read_corpus
-
-    settings = settings_for(ctx, llm={"model": model} if model else None)
-    docs, _ = read_corpus(corpus)
-    gold = {q: next(iter(d)) for q, d in load_qrels(qrels).items()}
-    bm25 = open_retriever("bm25", docs, home=settings.home, show_progress=False)
-    pairs = judge_pairs(load_problems(questions, limit), gold, docs, bm25)
-    _fetch_model(settings)
-    llm = chat_model(settings.llm.config(), home=settings.home)
-    try:
-        with _counting_bar("judging", len(pairs), settings.show_progress) as advance:
-            report, judgments = bench_judge(llm, pairs, docs, settings.agent.config(), progress=advance)
-    except LLMFailure as err:
-        exit_failed(f"the judge's model failed, so there is no report: {err}")
-    if not report.pairs:
-        exit_failed(f"the judge's model failed on every question, so there is no report: {report.error}")
-    summary = {"model": settings.llm.model, "report": report_dict(report)}
-    if out:
-        out.write_text(json.dumps({**summary, "judgments": judgments}, indent=2))
-    if as_json:
-        print_json(summary)
-    else:
-        table = Table(title=f"relevance judge: {settings.llm.model}, {report.pairs} judgments")
-        for key, value in summary["report"].items():
-            table.add_row(key, str(value))
-        console.print(table)
-    if report.failed:
-        exit_failed(f"{report.failed} questions were left out: the model failed on them ({report.error})")
-
-
-def _fetch_model(settings) -> None:
-    """A catalog model fetched (with a bar) before it is started; other backends need nothing."""
-    from rader.agent.llm.catalog import resolve_model
-
-    if settings.llm.backend == "llamacpp":
-        progress, on_bytes = _download_progress(settings.show_progress)
-        with progress:
-            resolve_model(settings.llm.model, settings.home, progress=on_bytes)
-
-
-@bench_app.command("agent")
-def bench_agent_command(
-    ctx: typer.Context,
-    problems: Annotated[Path, typer.Option(help="MATH-style JSON Lines with gold answers")],
-    limit: Annotated[int, typer.Option(help="first N problems")] = 10,
-    shuffle_seed: Annotated[int | None, typer.Option(help="draw the N problems at random with this seed")]
-    = None,
-    levels: Annotated[str | None, typer.Option(help="only these difficulty levels, e.g. 1,2,3")] = None,
-    held_out_by: HeldOutByOpt = None,
-    held_out_fraction: HeldOutFractionOpt = 0.5,
-    modes: Annotated[str, typer.Option(
-        help="comma-separated rows: bare (one plain call; always run, every row is compared with it), "
-        "none (the agent, no retrieval), theorems, examples (worked examples), both, gold (the "
-        "labelled theorem given; needs --qrels)")]
-    = "bare,none,theorems,examples,both",
-    retriever: Annotated[str, typer.Option(help="theorem retriever: bm25, dense or hybrid")] = "hybrid",
-    examples_retriever: Annotated[str, typer.Option(help="worked-example retriever")] = "hybrid",
-    qrels: Annotated[Path | None, typer.Option(help="problem -> theorem labels, for mode gold")] = None,
-    model: ModelOpt = None,
-    concurrency: Annotated[int, typer.Option(min=1, help="runs at once (llama.cpp slots)")] = 1,
-    out: Annotated[Path | None, typer.Option(help="write the results as JSON (after every run)")] = None,
-    resume: Annotated[bool, typer.Option(
-        help="keep the runs already in --out (same problems and modes) and run only the rest")] = False,
-    as_json: JsonOpt = False,
-) -> None:
-    """Accuracy beside the bare model (exact McNemar p), out-of-budget share, time and tokens per mode.
-
-    Every mode runs on the same problems, problem by problem. The benchmark's problems (and, with
-    --held-out-by, the whole held-out slice) are never shown as worked examples. With --out, the
-    results are written after every run; --resume goes on from such a file. Exits 1, after the
-    table, when a run ended in status error.
-    """
-    from rader.agent.bench import bench_agent, planned, summarize_modes
-    from rader.agent.problems import load_problems
-    from rader.app.wiring import store_from_settings
-
-    chosen = _chosen_modes(modes, retriever, examples_retriever, qrels)
-    done = _earlier_rows(out) if resume else []
-    settings = settings_for(ctx, llm={"parallel": concurrency, **({"model": model} if model else {})})
-    held_out = held_out_from(held_out_by, held_out_fraction)
-    items = load_problems(problems, limit, shuffle_seed=shuffle_seed, levels=parse_levels(levels),
-                          where=held_out.holds if held_out else None)
-    excluded = {p.id for p in load_problems(problems, None, where=held_out.holds)} if held_out else set()
-    excluded |= {p.id for p in items}
-    store = store_from_settings(settings)
-    graphs = _bench_modes(settings, chosen, retriever, examples_retriever, excluded, items, qrels)
-    elsewhere = [r for r in done if (r["problem_id"], r["mode"]) not in planned(graphs, items)]
-
-    def save(found: list[dict]) -> None:  # after every run: a long benchmark cut short keeps it all
-        if out:  # (and the earlier rows of other problems or modes stay in the file)
-            summary = summarize_modes(found, chosen)
-            out.write_text(json.dumps({"modes": summary, "rows": found + elsewhere}, indent=1))
-
-    description = f"{len(chosen)} modes x {len(items)} problems"
-    with _counting_bar(description, len(chosen) * len(items), settings.show_progress) as advance:
-        result = bench_agent(graphs, items, store=store, model=settings.llm.model,
-                             concurrency=concurrency, on_rows=save, done=done, progress=advance)
-    if as_json:
-        print_json({"model": settings.llm.model, "problems_file": str(problems), "modes": result["modes"]})
-    else:
-        _print_modes(result["modes"], f"agent on {len(items)} problems of {problems.name}, "
-                     f"model {settings.llm.model}")
-    errors = sum(summary["errors"] for summary in result["modes"])
-    if errors:
-        exit_failed(f"{errors} of {len(result['rows'])} runs ended in status error; see them with "
-                     "`rader trajectories list --status error`")
-
-
-def _chosen_modes(modes: str, retriever: str, examples_retriever: str, qrels: Path | None) -> list[str]:
-    """The benchmark's modes, the bare baseline first; bad choices fail before any model loads."""
-    from rader.agent.bench import AGENT_MODES
-    from rader.app.wiring import AGENT_RETRIEVERS
-
-    chosen = [m.strip() for m in modes.split(",") if m.strip()]
-    unknown = [m for m in chosen if m not in AGENT_MODES]
-    if unknown:
-        raise RaderError(f"unknown modes {unknown}; choose from {', '.join(AGENT_MODES)}")
-    for kind in (retriever, examples_retriever):
-        if kind not in AGENT_RETRIEVERS[1:]:
-            raise RaderError(f"unknown retriever {kind!r}; choose bm25, dense or hybrid")
-    if "gold" in chosen and qrels is None:
-        raise RaderError("mode gold needs --qrels (problem -> theorem labels)")
-    return ["bare", *(m for m in dict.fromkeys(chosen) if m != "bare")]
-
-
-def _earlier_rows(out: Path | None) -> list[dict]:
-    """The runs an interrupted `rader bench agent --out` wrote (none when the file is not there yet)."""
-    if out is None:
-        raise RaderError("--resume needs --out (the file of the benchmark to go on with)")
-    if not out.exists():
-        return []
-    try:
-        rows = json.loads(out.read_text(encoding="utf-8"))["rows"]
-        if not all({"problem_id", "mode"} <= row.keys() for row in rows):
-            raise ValueError("a row without problem_id or mode")
-    except (ValueError, KeyError, TypeError) as err:
-        raise RaderError(f"{out} is not the output of rader bench agent: {err}") from err
-    return rows
-
-
-def _bench_modes(settings, chosen: list[str], retriever: str, examples: str, excluded: set[str],
-                 items, qrels: Path | None):
-    """The graph of each benchmark mode, all on one loaded model and shared indexes."""
-    from rader.agent.bare import build_bare_graph
-    from rader.agent.bench import BenchMode, GoldTheorems
-    from rader.agent.graph import build_graph
-    from rader.app.wiring import (
-        agent_from_settings,
-        corpus_from_settings,
-        examples_from_settings,
-        retriever_from_settings,
-    )
-    from rader.retriever import load_qrels
-
-    base = agent_from_settings(settings, retriever="none", examples="none")
-    config = settings.agent.config()
-    wanted = set(chosen)
-    theorems = retriever_from_settings(settings, kind=retriever) if wanted & {"theorems", "both"} else None
-    solved = examples_from_settings(settings, examples, excluded) if wanted & {"examples", "both"} else None
-    modes = []
-    for mode in chosen:
-        if mode == "bare":
-            graph, name = build_bare_graph(base.llm, config), "bare"
-        elif mode == "gold":
-            labels = load_qrels(qrels)
-            gold = {p.text: next(iter(labels[p.id])) for p in items if labels.get(p.id)}
-            given = GoldTheorems(corpus_from_settings(settings), gold)
-            graph = build_graph(base.llm, given, dataclasses.replace(config, judge=False, write_query=False),
-                                aux_llm=base.aux_llm)
-            name = "gold"
-        else:
-            with_theorems = theorems if mode in ("theorems", "both") else None
-            with_examples = solved if mode in ("examples", "both") else None
-            graph = build_graph(base.llm, with_theorems, config, examples=with_examples, aux_llm=base.aux_llm)
-            name = agent_name(retriever if with_theorems else "none", examples if with_examples else "none")
-        modes.append(BenchMode(mode, graph, name))
-    return modes
-
-
-def _print_modes(summaries: list[dict], title: str) -> None:
-    table = Table(title=title)
-    columns = ("mode", "accuracy", "vs bare (lost/won, p)", "answered", "out_of_budget", "mean_steps",
-               "seconds_per_problem", "time vs bare", "tokens_per_problem", "reprocessed_tokens_per_problem",
-               "outside_llm_share")
-    for column in columns:
-        table.add_column(column)
-    for summary in summaries:
-        versus = summary["vs_bare"] or {}
-        lost_won = f"{versus['lost']}/{versus['won']}, p={versus['p']:.3f}" if versus else ""
-        cells = {"vs bare (lost/won, p)": lost_won,
-                 "time vs bare": f"{versus['time_ratio']:.2f}x" if versus.get("time_ratio") else "",
-                 "accuracy": f"{summary['accuracy']:.3f} ({summary['correct']}/{summary['problems']})"}
-        table.add_row(*(cells.get(c) or (f"{summary[c]:.3f}" if isinstance(summary.get(c), float)
-                                         else str(summary.get(c, ""))) for c in columns))
-    console.print(table)
-

@@ -15,6 +15,7 @@ HeldOutByOpt = Annotated[str | None, typer.Option(
     help="split the rows by a seeded hash of this field (e.g. theorem): harvest skips the held-out "
     "part, eval scores only it, so a gain there is generalisation")]
 HeldOutFractionOpt = Annotated[float, typer.Option(help="share of --held-out-by values held out")]
+ModelOpt = Annotated[str | None, typer.Option(help="catalog name or .gguf path")]
 JsonOpt = Annotated[bool, typer.Option(
     "--json", help="print what the table shows as JSON on stdout, and nothing else there")]
 

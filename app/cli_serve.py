@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-err_console = Console(stderr=True)
+from rader.app.terminal import download_progress, err_console
 
 
 def register(app: typer.Typer, settings_for) -> None:
@@ -31,7 +30,6 @@ def register(app: typer.Typer, settings_for) -> None:
         Binds 127.0.0.1 by default. The API key is read from settings only (RADER_SERVE__API_KEY or
         [serve] api_key), never from the command line, where other users could see it.
         """
-        from rader.app.cli_agent import _download_progress
         from rader.app.serve import check_bind, serve_mcp_stdio
         from rader.app.serve import serve as run_server
         from rader.app.serve_core import Service
@@ -44,7 +42,7 @@ def register(app: typer.Typer, settings_for) -> None:
             return
         check_bind(settings)
         service = Service(settings)
-        progress, on_bytes = _download_progress(settings.show_progress)
+        progress, on_bytes = download_progress(settings.show_progress)
         err_console.print(f"loading {settings.llm.model} and the {settings.retriever.kind} retriever...",
                           highlight=False)
         with progress:

@@ -17,6 +17,8 @@ import json
 import os
 import re
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import NoReturn
 
 import typer
@@ -79,3 +81,24 @@ def quiet_library_progress() -> None:
     for module, switch in _PROGRESS_SWITCHES:
         if module in sys.modules:
             getattr(sys.modules[module], switch)()
+
+
+def download_progress(show: bool = True):
+    """A rich progress bar (on stderr) for model downloads, and the callback that feeds it."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+    progress = Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
+                        TransferSpeedColumn(), console=err_console, transient=True, disable=not show)
+    task = progress.add_task("fetching model", total=None)
+    return progress, lambda done, total: progress.update(task, completed=done, total=total)
+
+
+@contextmanager
+def counting_bar(description: str, total: int, show: bool) -> Iterator[Callable[[int], None]]:
+    """A bar on stderr (stdout stays for tables and JSON) counting finished items; yields the
+    callback that moves it."""
+    from rich.progress import Progress
+
+    with Progress(console=err_console, disable=not show) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda done: bar.update(task, completed=done)
