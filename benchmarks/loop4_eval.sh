@@ -15,5 +15,5 @@ run --corpus "$shared/theorems/theoremqa_theorems.jsonl" --queries "$shared/prob
 run --corpus "$shared/theorems/theoremqa_theorems.jsonl" \
     --queries "$shared/qrels/bright_theoremqa_theorems_dev.jsonl" --gold-field theoremqa_theorem_doc_id \
     --held-out-by theorem --out "benchmarks/loop4_bright_heldout_$tag.json"
-run --corpus "$judged/corpus.jsonl" --queries "$judged/dev.queries.jsonl" --qrels "$judged/dev.qrels.tsv" \
+run --corpus "$judged/corpus.jsonl" --queries "$judged/queries.jsonl" --qrels "$judged/qrels/dev.tsv" \
     --out "benchmarks/loop4_own_dev_$tag.json"
