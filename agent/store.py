@@ -19,6 +19,7 @@ Example:
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import logging
 import os
@@ -351,9 +352,26 @@ def _store_error(path: Path, action: str, err: sqlite3.Error) -> str:
 
 
 def _open_text(path: Path, mode: str, *, gzipped: bool | None = None):
-    if path.suffix == ".gz" if gzipped is None else gzipped:
-        return gzip.open(path, mode + "t", encoding="utf-8")
-    return path.open(mode, encoding="utf-8")
+    if not (path.suffix == ".gz" if gzipped is None else gzipped):
+        return path.open(mode, encoding="utf-8")
+    if mode == "r":
+        return gzip.open(path, "rt", encoding="utf-8")
+    # no file name or time in the gzip header: the same rows give the same bytes, so a
+    # committed export changes only when runs were added
+    raw = path.open("wb")
+    return io.TextIOWrapper(_ClosingGzip(filename="", mode="wb", fileobj=raw, mtime=0), encoding="utf-8")
+
+
+class _ClosingGzip(gzip.GzipFile):
+    """A GzipFile that closes the file object it was handed."""
+
+    def close(self) -> None:
+        fileobj = self.fileobj
+        try:
+            super().close()
+        finally:
+            if fileobj is not None:
+                fileobj.close()
 
 
 def read_trajectories(path: str | Path) -> list[Trajectory]:

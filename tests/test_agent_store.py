@@ -107,6 +107,10 @@ def test_a_harvest_export_grows_by_id_across_sessions(tmp_path, capsys, home):
     assert "wrote 3 trajectories" in out and "0 added, 0 replaced, 2 already there" in out
     code, out, _ = rader(capsys, "trajectories", "export", str(export), "--source", "harvest")
     assert "wrote 2 trajectories" in out  # without --merge the file is the store's selection alone
+    first = export.read_bytes()
+    time.sleep(1.1)  # gzip headers carry seconds
+    rader(capsys, "trajectories", "export", str(export), "--source", "harvest")
+    assert export.read_bytes() == first  # the same runs, the same bytes: no spurious change to commit
 
 
 def test_a_bad_or_newer_import_is_refused_whole(tmp_path, capsys, home):
