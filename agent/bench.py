@@ -41,7 +41,7 @@ class JudgeReport:
     error: str | None = None  # the last failure's message
 
 
-MAX_FAILED_IN_A_ROW = 3  # the judge benchmark gives up on a model whose first questions all failed
+DEAD_MODEL_FAILURES = 3  # the judge benchmark gives up when its first this many questions all failed
 
 
 def balanced_accuracy(labels: list[bool], predictions: list[bool]) -> tuple[float, float, float]:
@@ -99,7 +99,7 @@ def bench_judge(llm, pairs: list[tuple[str, str, bool]], corpus: Corpus, config:
                      for label, j in zip((True, False), judgments, strict=True)]
         except LLMFailure as err:
             failed, error = failed + 1, str(err)
-            if failed == MAX_FAILED_IN_A_ROW and not scores:
+            if failed == DEAD_MODEL_FAILURES and not scores:
                 raise
         if progress:
             progress(i + 2)

@@ -110,20 +110,19 @@ def step_event(step: Step, number: int, title_of: TitleOf) -> dict[str, Any]:
 class StreamTracker:
     """Turns ``run_problem``'s callbacks into chat text, in order, each piece once.
 
-    Tokens stream live from the nodes that write the solution (``writers``, by default the
-    graph's `SOLUTION_NODES`); tokens of other nodes (query writing, relevance verdicts) are
-    never shown. ``emit`` receives each `Piece`.
+    Tokens stream live from the nodes that write the solution (the graph's `SOLUTION_NODES`);
+    tokens of other nodes (query writing, relevance verdicts) are never shown. ``emit``
+    receives each `Piece`.
     """
 
-    def __init__(self, title_of: TitleOf, emit: Callable[[Piece], None], *, live_tokens: bool = True,
-                 writers: frozenset[str] = SOLUTION_NODES) -> None:
-        self.title_of, self.emit, self.live_tokens, self.writers = title_of, emit, live_tokens, writers
+    def __init__(self, title_of: TitleOf, emit: Callable[[Piece], None], *, live_tokens: bool = True) -> None:
+        self.title_of, self.emit, self.live_tokens = title_of, emit, live_tokens
         self._shown: list[_Shown] = []  # one per landed step, by position
         self._thoughts: list[str] = []  # each landed step's thought as last seen
         self._draft_open = False  # tokens are streaming that no landed step holds yet
 
     def on_token(self, node: str, text: str) -> None:
-        if self.live_tokens and node in self.writers and text:
+        if self.live_tokens and node in SOLUTION_NODES and text:
             self._draft_open = True
             self.emit(Piece(text))
 
@@ -132,7 +131,7 @@ class StreamTracker:
         landed = len(steps) > len(self._shown) or any(
             step.thought != old for step, old in zip(steps, self._thoughts, strict=False))
         streamed = self._draft_open  # the tokens just streamed are the text of the steps landing now
-        if self._draft_open and (landed or node in self.writers):
+        if self._draft_open and (landed or node in SOLUTION_NODES):
             self._draft_open = False  # landed, or that call's text did not become a step
             self.emit(Piece("\n\n"))
         for number, step in enumerate(steps, start=1):

@@ -5,8 +5,8 @@ GPU cluster, one whose LLM is vLLM) and runs ``runs_per_worker`` (problem, sampl
 once in its own threads, so a vLLM engine in the actor batches their calls together
 (continuous batching) and llama.cpp fills its slots; ``gpus_per_worker`` reserves GPUs for
 each actor (1 on GPU nodes: one engine per GPU). Only finished trajectories travel back; the
-driver writes them to its store, so a worker that
-dies leaves nothing half-written and a rerun redoes exactly what is missing.
+driver writes them to its store, so a worker that dies leaves nothing half-written and a rerun
+redoes exactly what is missing.
 
 ``address``: ``"local"`` starts Ray on this machine; anything else (``"auto"``,
 ``"ray://head:10001"``) joins that cluster.
