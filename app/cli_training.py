@@ -154,9 +154,14 @@ def register(app: typer.Typer, settings_for) -> None:
             help="an LLM (catalog name or .gguf; backend from settings) writes RaDeR's queries too: "
             "post_llm_query (after retrieval) and theorem_lexical (kept if BM25 finds the theorem); "
             "cached in HOME/generated_queries.jsonl, so a rerun resumes")] = None,
+        worked_examples: Annotated[bool, typer.Option(
+            help="worked examples the runs judged (from `example_corpora`) become examples too: a "
+            "step's queries with the solved problem judged useful as positive, the useless ones as "
+            "negatives")] = True,
         license: Annotated[str | None, typer.Option(
-            help="licence the dataset card declares (a Hub licence id; default: mit, rader's own, when "
-            "the built-in corpus is the only one, else other); problem and theorem texts keep theirs")]
+            help="licence the dataset card declares (a Hub licence id; default: mit, rader's own and "
+            "MATH's, when only the built-in theorems and worked examples are in use, else other); "
+            "problem and theorem texts keep theirs")]
         = None,
         as_json: JsonOpt = False,
     ) -> None:
@@ -164,11 +169,12 @@ def register(app: typer.Typer, settings_for) -> None:
         folder loads with `datasets.load_dataset` (its README.md card) and BEIR's loader."""
         from rader.app.wiring import (
             corpus_from_settings,
+            example_corpus_from_settings,
             retriever_from_settings,
             shared_encoder,
             store_from_settings,
         )
-        from rader.retriever import BUILTIN_NAME, held_out_theorems
+        from rader.retriever import BUILTIN_NAME, EXAMPLES_NAME, held_out_theorems
         from rader.training.dataset import build_examples, split_by_problem, write_dataset
 
         settings = settings_for(ctx)
@@ -185,18 +191,22 @@ def register(app: typer.Typer, settings_for) -> None:
         encoder = None if mine == "none" else shared_encoder(options.encoder, options.batch_size)
         writer = generate_with and query_writer(settings, generate_with)
         bm25 = writer and retriever_from_settings(settings, corpus, kind="bm25")
+        solved = example_corpus_from_settings(settings) if worked_examples else None
         examples, report = build_examples(store.iter_trajectories(model=model), corpus, miner=miner,
                                           encoder=encoder, mined_per_query=mined_per_query, margin=margin,
                                           unverified=unverified, held_out=excluded, writer=writer,
-                                          lexical_check=bm25, show_progress=settings.show_progress)
+                                          lexical_check=bm25, worked_examples=solved,
+                                          show_progress=settings.show_progress)
         train, dev = split_by_problem(examples, dev_fraction=dev_fraction, seed=seed)
-        license = license or ("mit" if set(settings.corpora) <= {BUILTIN_NAME} else "other")
+        mit_only = set(settings.corpora) <= {BUILTIN_NAME} and (  # MATH train's examples are MIT too
+            solved is None or set(settings.example_corpora) <= {EXAMPLES_NAME})
+        license = license or ("mit" if mit_only else "other")
         folder = write_dataset(out, train, dev, report, corpus=corpus, max_negatives=max_negatives,
-                               license=license, meta={
+                               license=license, worked_examples=solved, meta={
             "store": str(store.path), "corpora": settings.corpora, "mine": mine, "margin": margin,
             "dev_fraction": dev_fraction, "seed": seed, "model_filter": model,
             "unverified": unverified, "held_out_queries": held_out_queries and str(held_out_queries),
-            "generated_with": generate_with,
+            "generated_with": generate_with, "example_corpora": solved and settings.example_corpora,
             "held_out": held_out and f"{held_out.field} {held_out.fraction} seed {held_out.seed}"})
         stats = json.loads((folder / "stats.json").read_text())
         if as_json:

@@ -30,6 +30,11 @@ def corpus_from_settings(settings: Settings) -> Corpus:
     return CorpusStore(settings.home).load_many(settings.corpora)
 
 
+def example_corpus_from_settings(settings: Settings) -> Corpus:
+    """The worked examples of ``example_corpora``, merged."""
+    return CorpusStore(settings.home).load_many(settings.example_corpora)
+
+
 @cache
 def shared_encoder(name: str, batch_size: int) -> Encoder:
     """One loaded encoder per process: dense and hybrid retrievers (and eval) share it."""
@@ -70,8 +75,7 @@ def agent_name(theorems: str, examples: str) -> str:
 
 def examples_from_settings(settings: Settings, kind: str, exclude: Iterable[str] = ()) -> Retriever:
     """The worked-example retriever over ``example_corpora`` (never returning ``exclude``)."""
-    corpus = CorpusStore(settings.home).load_many(settings.example_corpora)
-    engine = retriever_from_settings(settings, corpus=corpus, kind=kind)
+    engine = retriever_from_settings(settings, corpus=example_corpus_from_settings(settings), kind=kind)
     exclude = set(exclude)
     return engine.excluding(exclude) if exclude else engine
 

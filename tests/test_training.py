@@ -288,6 +288,48 @@ def test_dataset_build_leaves_out_an_eval_sets_held_out_theorems(stored, home, c
     assert stats["build"]["held_out_theorems"] == len(held) and stats["held_out"].startswith("theorem 0.5")
 
 
+def test_judged_worked_examples_become_examples_of_their_own(home, capsys):
+    """A step that judged theorems and worked examples gives one example for each kind of passage:
+    the examples judged useless are the negatives of the useful one, theorems never mix in."""
+    from rader.retriever import builtin_examples
+
+    solved = builtin_examples()
+    useful, useless = solved.theorems[0].id, solved.theorems[1].id
+    store = TrajectoryStore(home / "trajectories.db")
+    store.save(trajectory("w1", [step(1, [("problem w1", "problem")],
+                                      {IDS[0]: True, IDS[1]: False, useful: True, useless: False})],
+                          verified=True))
+    bm25 = open_retriever("bm25", CORPUS, home=home, show_progress=False)
+    examples, report = build_examples(store.iter_trajectories(), CORPUS, miner=bm25, mined_per_query=2,
+                                      worked_examples=solved)
+    theorem_row, example_row = sorted(examples, key=lambda e: e.positives[0].docid in CORPUS, reverse=True)
+    assert [p.docid for p in theorem_row.positives] == [IDS[0]]
+    assert theorem_row.negatives[0].docid == IDS[1] and all(n.docid in CORPUS for n in theorem_row.negatives)
+    assert len(theorem_row.negatives) == 3  # the judged one and two mined theorems
+    assert [p.docid for p in example_row.positives] == [useful]  # no mined theorem among its negatives
+    assert [n.docid for n in example_row.negatives] == [useless]
+    assert example_row.positives[0].text == solved.get(useful).text  # the problem, as the index sees it
+    assert report.unknown_theorems == 0 and report.stats["worked_example_examples"] == 1
+    assert report.stats["distinct_positive_theorems"] == 1
+    without, report = build_examples(store.iter_trajectories(), CORPUS)  # no example corpus: unknown ids
+    assert len(without) == 1 and report.unknown_theorems == 2
+    store.close()
+    code, _, err = rader(capsys, "--no-progress", "dataset", "build", "--out", str(home / "data"),
+                         "--mine", "none", "--dev-fraction", "0")
+    assert code == 0, err
+    stats = json.loads((home / "data" / "stats.json").read_text())
+    assert stats["train"]["worked_example_examples"] == 1 and stats["example_corpora"] == ["math-train"]
+    ids = [json.loads(line)["_id"] for line in (home / "data" / "corpus.jsonl").read_text().splitlines()]
+    assert len(ids) == len(CORPUS) + 2 and {useful, useless} <= set(ids)  # the used ones, not all 7,500
+    assert useful in (home / "data" / "qrels" / "train.tsv").read_text()
+    assert "license: mit" in (home / "data" / "README.md").read_text()
+    code, _, err = rader(capsys, "--no-progress", "dataset", "build", "--out", str(home / "plain"),
+                         "--mine", "none", "--dev-fraction", "0", "--no-worked-examples")
+    assert code == 0, err
+    stats = json.loads((home / "plain" / "stats.json").read_text())
+    assert stats["train"]["worked_example_examples"] == 0 and stats["build"]["unknown_theorems"] == 2
+
+
 @pytest.fixture(scope="module")
 def dataset(stored, tmp_path_factory):
     """The examples over the first 60 built-in theorems (all they cite): evaluation stays quick."""

@@ -9,7 +9,10 @@ within ``margin`` of the positive (likely false negatives). A human judgment (fr
 UI) overrides the model's, and counts on any trajectory, verified or not. ``unverified=True``
 relaxes the recipe: the model's verdicts count on every finished run. Each judged passage
 keeps the judge's P(yes) as a graded label. Theorem ids are taken as the corpus resolves
-them, so the ids of entries merged into another (aliases) count as that entry. With a
+them, so the ids of entries merged into another (aliases) count as that entry. Worked
+examples (solved problems) judged for a step are passages too, given their corpus: a query
+whose judged examples include a useful one becomes an example of its own, with the examples
+judged useless as its negatives (no mined ones: the miner searches theorems). With a
 ``writer`` (an LLM), RaDeR's generated queries join them (`rader.training.generate`).
 
 Example:
@@ -47,7 +50,7 @@ class BuildReport:
     trajectories: int = 0
     verified_trajectories: int = 0
     human_judgments: int = 0
-    unknown_theorems: int = 0  # judged ids missing from the corpus (a different corpus was in force)
+    unknown_theorems: int = 0  # judged ids missing from the corpora (a different corpus was in force)
     mined_negatives: int = 0
     mined_dropped_as_likely_positive: int = 0
     duplicates_merged: int = 0
@@ -191,13 +194,16 @@ def build_examples(trajectories: Iterable[Trajectory], corpus: Corpus, *, miner:
                    encoder: Encoder | None = None, mine_depth: int = 10, mined_per_query: int = 3,
                    margin: float = 0.05, unverified: bool = False, held_out: Iterable[str] = (),
                    writer: QueryWriter | None = None, lexical_check: Retriever | None = None,
+                   worked_examples: Corpus | None = None,
                    show_progress: bool = False) -> tuple[list[TrainingExample], BuildReport]:
     """Training examples from ``trajectories``; ``miner`` adds mined negatives, ``encoder`` guards them.
     ``unverified`` also takes the judge's verdicts from runs whose answer is wrong or missing
     (more data when verified runs are scarce, at the price of noisier positives). Theorems in
     ``held_out`` (an evaluation set's) never enter the data, as positive or negative: a query
     left without a positive gives no example. ``writer`` adds RaDeR's generated queries (its
-    lexical ones kept when ``lexical_check``, a BM25 retriever, finds their theorem again)."""
+    lexical ones kept when ``lexical_check``, a BM25 retriever, finds their theorem again).
+    ``worked_examples``, the worked-example corpus the runs retrieved from, turns their judged
+    examples into examples too (pass it to `write_dataset` as well)."""
     def resolve(theorem_id: str) -> str:  # an alias (a merged-away entry's id) -> the entry's id
         return corpus.get(theorem_id).id if theorem_id in corpus else theorem_id
 
@@ -209,27 +215,35 @@ def build_examples(trajectories: Iterable[Trajectory], corpus: Corpus, *, miner:
     if writer is not None:
         if lexical_check is None:
             raise RaderError("generated lexical queries need a BM25 retriever to check them")
-        _add_generated(by_key, generate_queries(contexts, corpus.get, writer, lexical_check,
+        theorem_contexts = [c for c in contexts if c.theorem_id in corpus]  # RaDeR writes for theorems
+        _add_generated(by_key, generate_queries(theorem_contexts, corpus.get, writer, lexical_check,
                                                 show_progress=show_progress))
         report.generated = writer.report.to_dict()
     drafts = [d for d in by_key.values() if d.positives]
+    sources = [corpus] if worked_examples is None else [corpus, worked_examples]
     rows: list[tuple[_Draft, list[Passage], list[Passage], list[Passage]]] = []
+    to_mine: list[int] = []  # the rows of theorems: the miner searches theorems only
     for draft in drafts:
         judged = [*draft.positives, *draft.negatives]
-        report.unknown_theorems += sum(t not in corpus for t in judged)
+        report.unknown_theorems += sum(not any(t in source for source in sources) for t in judged)
         report.held_out_dropped += sum(t in held_out for t in judged)
-        usable = {t for t in judged if t in corpus and t not in held_out}
-        positives = [Passage.of(corpus.get(t)) for t in draft.positives if t in usable]
-        if positives:
-            negatives = [Passage.of(corpus.get(t)) for t in draft.negatives if t in usable]
-            rows.append((draft, positives, negatives, []))
-    if miner is not None and mined_per_query:
+        for source in sources:  # a theorem's row, a worked example's row: never one mixing both
+            usable = {t for t in judged if t in source and t not in held_out and (
+                source is corpus or t not in corpus)}
+            positives = [Passage.of(source.get(t)) for t in draft.positives if t in usable]
+            if positives:
+                negatives = [Passage.of(source.get(t)) for t in draft.negatives if t in usable]
+                if source is corpus:
+                    to_mine.append(len(rows))
+                rows.append((draft, positives, negatives, []))
+    if miner is not None and mined_per_query and to_mine:
+        drafts_to_mine = [rows[i][0] for i in to_mine]
         taken = [{*draft.positives, *draft.negatives, *relevant_for_problem[draft.problem_id], *held_out}
-                 for draft, *_ in rows]
-        found = mine_candidates(miner, [draft.query for draft, *_ in rows], taken, depth=mine_depth,
+                 for draft in drafts_to_mine]
+        found = mine_candidates(miner, [draft.query for draft in drafts_to_mine], taken, depth=mine_depth,
                                 show_progress=show_progress)
-        for (*_, mined), candidates in zip(rows, found, strict=True):
-            mined.extend(candidates)
+        for i, candidates in zip(to_mine, found, strict=True):
+            rows[i][3].extend(candidates)
     if encoder is not None and any(mined for *_, mined in rows):
         flags = likely_positives(encoder, [(d.query, pos, mined) for d, pos, _, mined in rows], margin,
                                  show_progress=show_progress)
@@ -273,8 +287,9 @@ def split_by_problem(examples: list[TrainingExample], *, dev_fraction: float = 0
 
 
 def dataset_stats(examples: list[TrainingExample], corpus: Corpus) -> dict[str, Any]:
+    """Counts of a split; positives outside the theorem ``corpus`` are worked examples."""
     n = max(1, len(examples))
-    positive_ids = {p.docid for e in examples for p in e.positives}
+    positive_ids = {p.docid for e in examples for p in e.positives if p.docid in corpus}
     return {
         "examples": len(examples),
         "examples_per_kind": dict(Counter(e.query_kind for e in examples)),
@@ -283,7 +298,19 @@ def dataset_stats(examples: list[TrainingExample], corpus: Corpus) -> dict[str, 
         "negatives_per_query": round(sum(len(e.negatives) for e in examples) / n, 3),
         "distinct_positive_theorems": len(positive_ids),
         "corpus_coverage": round(len(positive_ids) / max(1, len(corpus)), 4),
+        "worked_example_examples": sum(e.positives[0].docid not in corpus for e in examples),
     }
+
+
+def _dataset_corpus(corpus: Corpus, worked_examples: Corpus | None,
+                   examples: Iterable[TrainingExample]) -> Corpus:
+    """The theorem corpus plus the worked examples that ``examples`` use (not all of them):
+    what a dataset's BEIR ``corpus.jsonl`` holds so that its qrels resolve."""
+    if worked_examples is None:
+        return corpus
+    used = {p.docid for e in examples for p in (*e.positives, *e.negatives) if p.docid not in corpus}
+    picked = [t for t in worked_examples if t.id in used]
+    return Corpus.merge([corpus, Corpus(picked, name=worked_examples.name)]) if picked else corpus
 
 
 def _write_parquet(path: Path, rows: list[dict[str, Any]], columns: dict[str, str]) -> None:
@@ -304,14 +331,16 @@ def row_width(train: list[TrainingExample], dev: list[TrainingExample], max_nega
 
 def write_dataset(out: str | Path, train: list[TrainingExample], dev: list[TrainingExample],
                   report: BuildReport, *, corpus: Corpus, max_negatives: int | None = None,
-                  meta: dict[str, Any] | None = None, license: str = "other") -> Path:
+                  meta: dict[str, Any] | None = None, license: str = "other",
+                  worked_examples: Corpus | None = None) -> Path:
     """Write examples, Tevatron JSON Lines, sentence-transformers Parquet, BEIR files, stats, a card.
 
     ``{split}.parquet`` holds InfoNCE n-tuples (anchor, positive, negative_1..negative_n), n being
     `row_width`; ``{split}.graded.parquet`` the judged pairs (anchor, positive, negative, label) of
     a graded loss; ``corpus.jsonl``, ``queries.jsonl`` and ``qrels/{split}.tsv`` are a BEIR dataset
-    (`rader.training.formats`), and ``README.md`` a Hugging Face dataset card under ``license``
-    whose configs `datasets.load_dataset` reads (`rader.training.cards`). The folder is written
+    (`rader.training.formats`; with the ``worked_examples`` the data uses), and ``README.md`` a
+    Hugging Face dataset card under ``license`` whose configs `datasets.load_dataset` reads
+    (`rader.training.cards`). The folder is written
     beside its final name and renamed into place, so a crash never leaves a half dataset under ``out``.
     """
     from datasets.utils.logging import disable_progress_bar
@@ -323,7 +352,7 @@ def write_dataset(out: str | Path, train: list[TrainingExample], dev: list[Train
     partial.mkdir(parents=True)
     named_splits = {split: [(f"{split}-{i}", e) for i, e in enumerate(examples)]
                     for split, examples in (("train", train), ("dev", dev))}
-    write_beir(partial, corpus, named_splits)
+    write_beir(partial, _dataset_corpus(corpus, worked_examples, [*train, *dev]), named_splits)
     n = row_width(train, dev, max_negatives)
     shapes = {}
     for split, named in named_splits.items():
