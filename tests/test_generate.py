@@ -13,7 +13,7 @@ from test_training import CORPUS, IDS, copy_store, step, trajectory
 
 from rader.agent import TrajectoryStore
 from rader.agent.llm import LLMConfig, chat_model
-from rader.retriever import Query, open_retriever
+from rader.retriever import Query, builtin_examples, open_retriever
 from rader.training.dataset import build_examples
 from rader.training.generate import (
     LEXICAL_DEPTH,
@@ -25,6 +25,7 @@ from rader.training.generate import (
 )
 
 VIETA, DIVISORS = "rader/algebra/vieta_quadratic", "rader/number_theory/number_of_divisors"
+SOLVED = builtin_examples()
 
 
 def test_clean_reply_takes_the_query_out_of_a_small_models_reply():
@@ -48,9 +49,11 @@ def writer_llm(smollm_path):
 
 @pytest.fixture
 def two_runs(tmp_path) -> TrajectoryStore:
-    """Two verified runs: g1 found Vieta on its first step, g2 the divisor count on its second."""
+    """Two verified runs: g1 found Vieta (and a useful worked example) on its first step, g2 the
+    divisor count on its second."""
     store = TrajectoryStore(tmp_path / "runs.db")
-    store.save(trajectory("g1", [step(1, [("add the roots", "llm_query")], {VIETA: True, IDS[100]: False})],
+    store.save(trajectory("g1", [step(1, [("add the roots", "llm_query")],
+                                      {VIETA: True, IDS[100]: False, SOLVED.theorems[0].id: True})],
                           verified=True))
     store.save(trajectory("g2", [step(1, [("start", "cot_step")], {IDS[200]: False}),
                                  step(2, [("count the divisors of 72", "llm_query")], {DIVISORS: True})],
@@ -64,10 +67,11 @@ def test_generated_queries_join_the_data_from_a_cache_that_resumes(writer_llm, t
 
     def build(runs):
         writer = QueryWriter(writer_llm, "smollm2-135m", QueryCache(cache))  # a new process each time
-        return build_examples(runs, CORPUS, writer=writer, lexical_check=bm25)
+        return build_examples(runs, CORPUS, writer=writer, lexical_check=bm25, worked_examples=SOLVED)
 
     _, cut = build([t for t in two_runs.iter_trajectories() if t.problem.id == "g1"])  # a build cut short
-    assert cut.generated["generated_asked"] == 2 and cut.generated["generated_failed"] == 0  # both kinds
+    # both kinds for Vieta; none for the worked example (RaDeR's queries are for theorems)
+    assert cut.generated["generated_asked"] == 2 and cut.generated["generated_failed"] == 0
     examples, report = build(two_runs.iter_trajectories())
     assert (report.generated["generated_cached"], report.generated["generated_asked"]) == (2, 2)  # resumed
     again, rebuilt = build(two_runs.iter_trajectories())
