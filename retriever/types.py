@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, NamedTuple, get_args
 
-QueryKind = Literal["problem", "llm_query", "cot_step", "lexical"]
+# the agent's four kinds, then RaDeR's two generated ones (`rader dataset build --generate-with`)
+QueryKind = Literal["problem", "llm_query", "cot_step", "lexical", "post_llm_query", "theorem_lexical"]
 QUERY_KINDS: tuple[str, ...] = get_args(QueryKind)
 RetrieverName = Literal["bm25", "dense", "hybrid"]
 RETRIEVER_NAMES: tuple[str, ...] = get_args(RetrieverName)

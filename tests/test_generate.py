@@ -13,7 +13,7 @@ from test_training import CORPUS, IDS, copy_store, step, trajectory
 
 from rader.agent import TrajectoryStore
 from rader.agent.llm import LLMConfig, chat_model
-from rader.retriever import Query, builtin_examples, open_retriever
+from rader.retriever import Query, builtin_examples, load_queries, open_retriever
 from rader.training.dataset import build_examples
 from rader.training.generate import (
     LEXICAL_DEPTH,
@@ -93,6 +93,14 @@ def test_generated_queries_join_the_data_from_a_cache_that_resumes(writer_llm, t
     for example in lexical:
         hits = bm25.search(Query(example.query, "lexical"), k=LEXICAL_DEPTH)
         assert example.positives[0].docid in {h.theorem_id for h in hits}  # the round trip held
+
+
+def test_generated_kinds_load_where_eval_and_train_read_queries(tmp_path):
+    """A built folder's queries.jsonl carries these kinds; `rader train` and `rader eval` read it."""
+    path = tmp_path / "queries.jsonl"
+    path.write_text("".join(json.dumps({"_id": f"q{i}", "text": "sum of the roots", "kind": kind}) + "\n"
+                            for i, kind in enumerate((POST_QUERY_KIND, LEXICAL_KIND))))
+    assert [q.kind for q in load_queries(path)] == [POST_QUERY_KIND, LEXICAL_KIND]
 
 
 def test_dataset_build_writes_queries_with_a_model(two_runs, home, smollm_path, capsys, monkeypatch):

@@ -35,12 +35,12 @@ from langchain_core.messages import HumanMessage, SystemMessage
 from tqdm.auto import tqdm
 
 from rader.agent.prompts import quote_theorem, shorten
-from rader.retriever import Query, Retriever, Theorem
+from rader.retriever import Query, QueryKind, Retriever, Theorem
 
 log = logging.getLogger(__name__)
 
-POST_QUERY_KIND = "post_llm_query"
-LEXICAL_KIND = "theorem_lexical"
+POST_QUERY_KIND: QueryKind = "post_llm_query"
+LEXICAL_KIND: QueryKind = "theorem_lexical"
 PROMPT_VERSION = 1
 LEXICAL_DEPTH = 20  # RaDeR's round trip: BM25 must rank the theorem in its top 20
 MAX_TOKENS = 64  # a query is a sentence or two
