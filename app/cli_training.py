@@ -80,7 +80,8 @@ def register(app: typer.Typer, settings_for) -> None:
     ) -> None:
         """Run the agent over a problem set, K samples a problem; rerun to resume after a crash.
 
-        Exits 1 (after its table) when some runs failed: they are stored with status error."""
+        Exits 1 (after its table) when some runs failed: they are stored with status error; 130
+        (after its table) when Ctrl-C stopped it."""
         from rader.agent.problems import load_problems
         from rader.app.wiring import graphs_by_sample, store_from_settings
         from rader.training.harvest import HarvestSpec
@@ -116,10 +117,13 @@ def register(app: typer.Typer, settings_for) -> None:
                 summary = run_harvest(items, factory(), store=store, spec=spec, concurrency=concurrency,
                                       on_result=advance)
         values = {k: getattr(summary, k) for k in ("planned", "skipped", "ran", "done", "budget_exhausted",
-                                                    "verified", "failed")}
+                                                    "verified", "failed", "stopped")}
         values |= {"seconds": round(summary.seconds, 1), "runs/hour": round(summary.runs_per_hour, 1),
                    "store": str(store.path)}
         _show(f"harvest of {problems.name}: {spec.model}, retriever {kind}", values, as_json)
+        if summary.stopped:
+            err_console.print("stopped: rerun the same command to resume (finished runs are skipped)")
+            raise typer.Exit(130)
         if summary.failed:
             exit_failed(f"{summary.failed} of {summary.ran} runs failed; see them with "
                         "`rader trajectories list --status error`")

@@ -79,19 +79,24 @@ def test_held_out_theorems_are_never_harvested(harvest_env, home, capsys):
 HARVEST_COMMAND = [sys.executable, "-m", "rader.app.cli", "--no-progress", "harvest", "--problems"]
 
 
+def first_run_finished(home, process: subprocess.Popen, timeout: float = 300) -> bool:
+    """Wait until the harvest in ``process`` has stored a finished run (False on timeout or exit)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline and process.poll() is None:
+        time.sleep(0.3)
+        if (home / "trajectories.db").exists() and any(r["status"] != "running" for r in stored(home)):
+            return True
+    return False
+
+
 def test_a_harvest_killed_mid_run_resumes_without_duplicates(harvest_env, home):
     env = {**os.environ, "RADER_AGENT__MAX_STEPS": "4"}
     process = subprocess.Popen([*HARVEST_COMMAND, str(harvest_env)], env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    finished = 0
-    while time.time() < deadline and finished < 1:
-        time.sleep(0.3)
-        if (home / "trajectories.db").exists():
-            finished = sum(r["status"] != "running" for r in stored(home))
+    finished = first_run_finished(home, process)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
-    assert finished >= 1, "no run finished before the kill"
+    assert finished, "no run finished before the kill"
     before = {r["id"]: r for r in stored(home)}
     store = TrajectoryStore(home / "trajectories.db")  # marks the killed process's running row
     assert all(s != "running" for s in store.statuses(before).values())
@@ -107,6 +112,29 @@ def test_a_harvest_killed_mid_run_resumes_without_duplicates(harvest_env, home):
             assert after[run_id]["started_at"] == run["started_at"]
         else:  # cut by the kill: redone from the start
             assert after[run_id]["started_at"] > run["started_at"]
+
+
+def test_ctrl_c_ends_a_harvest_with_the_summary_of_what_finished(harvest_env, home, tmp_path):
+    """Ctrl-C: the run in flight is stored interrupted, the table still says what finished, the
+    exit status is 130 and the message says how to resume."""
+    problems = tmp_path / "many.jsonl"  # more runs than finish before the signal
+    rows = [{"id": f"c{i}", "text": f"What is {i} + {i}?", "answer": str(2 * i)} for i in range(12)]
+    problems.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    process = subprocess.Popen([*HARVEST_COMMAND, str(problems), "--json"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    finished = first_run_finished(home, process)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=300)
+    assert finished, err
+    assert process.returncode == 130, err
+    summary = json.loads(out)
+    runs = stored(home)
+    assert summary["stopped"] is True and summary["planned"] == 12 and 1 <= summary["ran"] < 12
+    assert "rerun the same command to resume" in err
+    finished = [r for r in runs if r["status"] in ("done", "budget_exhausted")]
+    assert summary["done"] + summary["budget_exhausted"] == len(finished) >= 1
+    cut = [r for r in runs if r not in finished]  # the one run in flight, stopped at its next node
+    assert len(cut) <= 1 and all(r["status"] == "interrupted" for r in cut)
 
 
 @pytest.mark.slow

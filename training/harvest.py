@@ -3,7 +3,8 @@
 Every (problem, sample) has a fixed trajectory id derived from the harvest's identity
 (model, retriever, temperature, seed), so rerunning the same command after a crash or
 Ctrl-C skips the runs that finished and redoes only the rest; a run cut short is stored
-``interrupted`` and never counted as finished.
+``interrupted`` and never counted as finished. Ctrl-C returns the summary of what finished,
+marked ``stopped``.
 
 ``graph_for_sample(k)`` returns the agent graph for sample ``k`` (its model calls seeded
 with ``seed + k``, so the K samples differ under temperature); it is called once per run,
@@ -61,6 +62,7 @@ class HarvestSummary:
     verified: int = 0
     failed: int = 0  # error or interrupted
     seconds: float = 0.0
+    stopped: bool = False  # Ctrl-C ended the harvest early (rerun the command to resume)
 
     def count(self, trajectory: Trajectory | None) -> None:
         self.ran += 1
@@ -106,6 +108,8 @@ def harvest(problems: list[Problem], graph_for_sample: GraphForSample, *, store:
             summary.count(result.trajectory)
             if on_result:
                 on_result(result.trajectory)
+    except KeyboardInterrupt:  # the runs in flight were stored interrupted: report what finished
+        summary.stopped = True
     finally:
         summary.seconds = time.perf_counter() - started
     return summary

@@ -95,6 +95,8 @@ def harvest_on_ray(problems: list[Problem], factory: Callable[[], GraphForSample
             summary.count(trajectory)
             if on_result:
                 on_result(trajectory)
+    except KeyboardInterrupt:  # the runs in flight are lost (never stored): the next harvest redoes them
+        summary.stopped = True
     finally:
         summary.seconds = time.perf_counter() - started
         if started_here:
