@@ -6,7 +6,8 @@ with the part of its wall time spent inside chat-model calls, so the share of ti
 outside the LLM (graph, retrieval, sympy) stays measurable under concurrency.
 
 Ctrl-C (or ``stop.set()``) ends cleanly: runs in flight stop at their next node and are
-stored ``interrupted``; runs not started are not started.
+stored ``interrupted``; runs not started are not started. After Ctrl-C the runs that were in
+flight are still yielded, then the KeyboardInterrupt is raised again.
 
 Example:
     >>> jobs = [Job(graph, problem) for problem in problems]  # doctest: +SKIP
@@ -113,7 +114,12 @@ def run_jobs(jobs: Iterable[Job], *, concurrency: int = 1, store: TrajectoryStor
                 done, running = wait(running, return_when=FIRST_COMPLETED)
                 for future in done:
                     yield future.result()
-        except BaseException:  # Ctrl-C or the consumer stopped iterating: let runs in flight end cleanly
+        except KeyboardInterrupt:  # Ctrl-C while waiting: the runs in flight end at their next node
+            stop.set()  # (stored interrupted, or finished if that node was their last) and are reported
+            for future in running:
+                yield future.result()
+            raise
+        except BaseException:  # the consumer stopped iterating: let runs in flight end cleanly
             stop.set()
             for future in running:
                 future.result()

@@ -120,8 +120,10 @@ def test_ctrl_c_ends_a_harvest_with_the_summary_of_what_finished(harvest_env, ho
     problems = tmp_path / "many.jsonl"  # more runs than finish before the signal
     rows = [{"id": f"c{i}", "text": f"What is {i} + {i}?", "answer": str(2 * i)} for i in range(12)]
     problems.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    # SIGINT's default action restored: a shell's `&` (a background CI job) starts children ignoring it
     process = subprocess.Popen([*HARVEST_COMMAND, str(problems), "--json"], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+                               stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     finished = first_run_finished(home, process)
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=300)
@@ -130,6 +132,7 @@ def test_ctrl_c_ends_a_harvest_with_the_summary_of_what_finished(harvest_env, ho
     summary = json.loads(out)
     runs = stored(home)
     assert summary["stopped"] is True and summary["planned"] == 12 and 1 <= summary["ran"] < 12
+    assert summary["ran"] == len(runs)  # the run in flight is reported too
     assert "rerun the same command to resume" in err
     finished = [r for r in runs if r["status"] in ("done", "budget_exhausted")]
     assert summary["done"] + summary["budget_exhausted"] == len(finished) >= 1
