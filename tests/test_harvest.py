@@ -84,8 +84,11 @@ def first_run_finished(home, process: subprocess.Popen, timeout: float = 300) ->
     deadline = time.time() + timeout
     while time.time() < deadline and process.poll() is None:
         time.sleep(0.3)
-        if (home / "trajectories.db").exists() and any(r["status"] != "running" for r in stored(home)):
-            return True
+        try:
+            if (home / "trajectories.db").exists() and any(r["status"] != "running" for r in stored(home)):
+                return True
+        except sqlite3.OperationalError:  # the file exists, its table not yet: the store is opening
+            continue
     return False
 
 
