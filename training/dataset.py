@@ -221,29 +221,29 @@ def build_examples(trajectories: Iterable[Trajectory], corpus: Corpus, *, miner:
         report.generated = writer.report.to_dict()
     drafts = [d for d in by_key.values() if d.positives]
     sources = [corpus] if worked_examples is None else [corpus, worked_examples]
+
+    def source_of(passage_id: str) -> Corpus | None:  # a theorem first, else a worked example
+        return next((source for source in sources if passage_id in source), None)
+
     rows: list[tuple[_Draft, list[Passage], list[Passage], list[Passage]]] = []
-    to_mine: list[int] = []  # the rows of theorems: the miner searches theorems only
     for draft in drafts:
         judged = [*draft.positives, *draft.negatives]
-        report.unknown_theorems += sum(not any(t in source for source in sources) for t in judged)
+        report.unknown_theorems += sum(source_of(t) is None for t in judged)
         report.held_out_dropped += sum(t in held_out for t in judged)
         for source in sources:  # a theorem's row, a worked example's row: never one mixing both
-            usable = {t for t in judged if t in source and t not in held_out and (
-                source is corpus or t not in corpus)}
+            usable = {t for t in judged if t not in held_out and source_of(t) is source}
             positives = [Passage.of(source.get(t)) for t in draft.positives if t in usable]
             if positives:
                 negatives = [Passage.of(source.get(t)) for t in draft.negatives if t in usable]
-                if source is corpus:
-                    to_mine.append(len(rows))
                 rows.append((draft, positives, negatives, []))
-    if miner is not None and mined_per_query and to_mine:
-        drafts_to_mine = [rows[i][0] for i in to_mine]
+    theorem_rows = [row for row in rows if row[1][0].docid in corpus]  # the miner searches theorems only
+    if miner is not None and mined_per_query and theorem_rows:
         taken = [{*draft.positives, *draft.negatives, *relevant_for_problem[draft.problem_id], *held_out}
-                 for draft in drafts_to_mine]
-        found = mine_candidates(miner, [draft.query for draft in drafts_to_mine], taken, depth=mine_depth,
+                 for draft, *_ in theorem_rows]
+        found = mine_candidates(miner, [draft.query for draft, *_ in theorem_rows], taken, depth=mine_depth,
                                 show_progress=show_progress)
-        for i, candidates in zip(to_mine, found, strict=True):
-            rows[i][3].extend(candidates)
+        for (*_, mined), candidates in zip(theorem_rows, found, strict=True):
+            mined.extend(candidates)
     if encoder is not None and any(mined for *_, mined in rows):
         flags = likely_positives(encoder, [(d.query, pos, mined) for d, pos, _, mined in rows], margin,
                                  show_progress=show_progress)
@@ -340,8 +340,8 @@ def write_dataset(out: str | Path, train: list[TrainingExample], dev: list[Train
     a graded loss; ``corpus.jsonl``, ``queries.jsonl`` and ``qrels/{split}.tsv`` are a BEIR dataset
     (`rader.training.formats`; with the ``worked_examples`` the data uses), and ``README.md`` a
     Hugging Face dataset card under ``license`` whose configs `datasets.load_dataset` reads
-    (`rader.training.cards`). The folder is written
-    beside its final name and renamed into place, so a crash never leaves a half dataset under ``out``.
+    (`rader.training.cards`). The folder is written beside its final name and renamed into
+    place, so a crash never leaves a half dataset under ``out``.
     """
     from datasets.utils.logging import disable_progress_bar
 
