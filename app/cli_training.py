@@ -195,7 +195,8 @@ def register(app: typer.Typer, settings_for) -> None:
         encoder = None if mine == "none" else shared_encoder(options.encoder, options.batch_size)
         writer = generate_with and query_writer(settings, generate_with)
         bm25 = writer and retriever_from_settings(settings, corpus, kind="bm25")
-        solved = example_corpus_from_settings(settings) if worked_examples else None
+        use_solved = worked_examples and bool(settings.example_corpora)  # none configured: nothing to load
+        solved = example_corpus_from_settings(settings) if use_solved else None
         examples, report = build_examples(store.iter_trajectories(model=model), corpus, miner=miner,
                                           encoder=encoder, mined_per_query=mined_per_query, margin=margin,
                                           unverified=unverified, held_out=excluded, writer=writer,
@@ -210,7 +211,8 @@ def register(app: typer.Typer, settings_for) -> None:
             "store": str(store.path), "corpora": settings.corpora, "mine": mine, "margin": margin,
             "dev_fraction": dev_fraction, "seed": seed, "model_filter": model,
             "unverified": unverified, "held_out_queries": held_out_queries and str(held_out_queries),
-            "generated_with": generate_with, "example_corpora": solved and settings.example_corpora,
+            "generated_with": generate_with,
+            "example_corpora": settings.example_corpora if use_solved else None,
             "held_out": held_out and f"{held_out.field} {held_out.fraction} seed {held_out.seed}"})
         stats = json.loads((folder / "stats.json").read_text())
         if as_json:

@@ -288,7 +288,7 @@ def test_dataset_build_leaves_out_an_eval_sets_held_out_theorems(stored, home, c
     assert stats["build"]["held_out_theorems"] == len(held) and stats["held_out"].startswith("theorem 0.5")
 
 
-def test_judged_worked_examples_become_examples_of_their_own(home, capsys):
+def test_judged_worked_examples_become_examples_of_their_own(home, capsys, monkeypatch):
     """A step that judged theorems and worked examples gives one example for each kind of passage:
     the examples judged useless are the negatives of the useful one, theorems never mix in."""
     from rader.retriever import builtin_examples
@@ -328,6 +328,12 @@ def test_judged_worked_examples_become_examples_of_their_own(home, capsys):
     assert code == 0, err
     stats = json.loads((home / "plain" / "stats.json").read_text())
     assert stats["train"]["worked_example_examples"] == 0 and stats["build"]["unknown_theorems"] == 2
+    monkeypatch.setenv("RADER_EXAMPLE_CORPORA", "[]")  # none configured: built as without them
+    code, _, err = rader(capsys, "--no-progress", "dataset", "build", "--out", str(home / "none"),
+                         "--mine", "none", "--dev-fraction", "0")
+    assert code == 0, err
+    stats = json.loads((home / "none" / "stats.json").read_text())
+    assert stats["example_corpora"] is None and stats["build"]["unknown_theorems"] == 2
 
 
 @pytest.fixture(scope="module")
