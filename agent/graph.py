@@ -155,8 +155,9 @@ def theorem_queries(state: AgentState, context: AgentContext, pending: Pending) 
 
 
 def search(engine: Any, queries: list[Query], k: int, prefix: str = "", keep=lambda hit: True) -> list[Hit]:
-    """The best ``k`` hits of several queries (each item at its best rank); ``prefix`` marks
-    worked examples, which are searched deeper so that ``keep`` may drop some."""
+    """The best ``k`` hits of several queries (ordered by each item's best rank, then renumbered
+    1..k so a hit's rank is its place in the merged list); ``prefix`` marks worked examples,
+    which are searched deeper so that ``keep`` may drop some."""
     depth = k + 5 if prefix else k
     many = getattr(engine, "search_many", None)  # one batch (one encoder call) for all the queries
     rankings = many(queries, k=depth) if many else [engine.search(query, k=depth) for query in queries]
@@ -166,7 +167,7 @@ def search(engine: Any, queries: list[Query], k: int, prefix: str = "", keep=lam
             if keep(hit) and (hit.theorem_id not in best or hit.rank < best[hit.theorem_id].rank):
                 best[hit.theorem_id] = hit
     ranked = sorted(best.values(), key=lambda h: (h.rank, -h.score))[:k]
-    return [hit._replace(retriever=prefix + hit.retriever) for hit in ranked]
+    return [hit._replace(rank=place, retriever=prefix + hit.retriever) for place, hit in enumerate(ranked, 1)]
 
 
 def retrieve(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:

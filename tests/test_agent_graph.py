@@ -13,11 +13,11 @@ from langgraph.checkpoint.memory import InMemorySaver
 from rich.console import Console
 
 from rader.agent import AgentConfig, LLMConfig, Problem, build_graph, chat_model
-from rader.agent.graph import near_identical
+from rader.agent.graph import near_identical, search
 from rader.agent.prompts import SOLVE_SYSTEM, quote_theorem, solve_prompt
 from rader.agent.runner import run_problem
 from rader.app.render import RunRenderer
-from rader.retriever import Corpus, Theorem, builtin_corpus, open_retriever
+from rader.retriever import Corpus, Query, Theorem, builtin_corpus, open_retriever
 from rader.retriever.examples import examples_from_problems
 
 FAST = AgentConfig(solution_tokens=96, k=2)
@@ -235,6 +235,15 @@ def test_model_requested_retrieval(bm25):
     assert texts[0] == ("llm_query", "binomial coefficient") and texts[1][0] == "cot_step"
     assert len(second["hits"]) == 2 and "Search result (reference data" in state["solution"]
     assert "and more text the cut drops" not in state["solution"] and state["verified"] is True
+
+
+def test_a_steps_hits_are_numbered_by_their_place_in_the_merged_list(bm25):
+    queries = [Query("binomial coefficient n choose k", "llm_query"),
+               Query("Pythagorean theorem right triangle hypotenuse", "lexical")]
+    firsts = {bm25.search(query, k=1)[0].theorem_id for query in queries}
+    hits = search(bm25, queries, k=2)
+    assert {hit.theorem_id for hit in hits} == firsts  # each query's best hit, once each
+    assert [hit.rank for hit in hits] == [1, 2]  # not each hit's rank within its own query (1, 1)
 
 
 def test_scheduled_retrieval_after_every_paragraph(bm25):
