@@ -60,26 +60,26 @@ CONFIGS = {
 }
 
 
-def _evalset(corpus: Path, queries: Path, qrels: Path | None, gold_field: str | None,
-             held_out: HeldOut | None) -> dict:
+def evalset_from(corpus: Path, queries: Path, qrels: Path | None, gold_field: str | None,
+                 held_out: HeldOut | None) -> dict:
+    """One evaluation set as `rader eval` reads it: passages, judged queries (cleaned), qrels."""
     from rader.retriever import clean_query
 
     docs, _ = read_corpus(corpus)
     query_list, judgments = load_judged_queries(queries, qrels, gold_field=gold_field, held_out=held_out)
-    judged = [clean_query(Query(q.text, q.kind)) for q in query_list if q.id in judgments]
-    ids = [q for q in query_list if q.id in judgments]
+    judged = [q for q in query_list if q.id in judgments]
     return {"corpus": str(corpus.resolve()), "docs": [[t.id, t.passage] for t in docs],
-            "queries": [{"id": q.id, "text": c.text, "kind": c.kind, "excluded_ids": list(q.excluded_ids)}
-                        for q, c in zip(ids, judged, strict=True)],
+            "queries": [{"id": q.id, "text": clean_query(Query(q.text, q.kind)).text, "kind": q.kind,
+                         "excluded_ids": list(q.excluded_ids)} for q in judged],
             "qrels": judgments}
 
 
 def prepare(out: Path, judged: Path) -> None:
-    sets = {name: _evalset(SHARED / corpus, SHARED / queries, qrels and SHARED / qrels, gold,
-                           HeldOut(by) if by else None)
+    sets = {name: evalset_from(SHARED / corpus, SHARED / queries, qrels and SHARED / qrels, gold,
+                               HeldOut(by) if by else None)
             for name, (corpus, queries, qrels, gold, by) in TABLES.items()}
-    sets["own_dev"] = _evalset(judged / "corpus.jsonl", judged / "queries.jsonl", judged / "qrels/dev.tsv",
-                               None, None)
+    sets["own_dev"] = evalset_from(judged / "corpus.jsonl", judged / "queries.jsonl",
+                                   judged / "qrels/dev.tsv", None, None)
     out.write_text(json.dumps(sets))
     for name, evalset in sets.items():
         print(f"{name}: {len(evalset['docs'])} docs, {len(evalset['queries'])} judged queries")
