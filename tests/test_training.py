@@ -22,6 +22,7 @@ from rader.retriever import (
     HeldOut,
     Hit,
     Query,
+    Theorem,
     builtin_corpus,
     load_encoder,
     load_qrels,
@@ -145,6 +146,24 @@ def test_mined_negatives_skip_positives_and_likely_positives(stored, tmp_path, e
                                mined_per_query=2, margin=1.0)
     assert strict.mined_dropped_as_likely_positive > report.mined_dropped_as_likely_positive
     assert strict.mined_negatives < report.mined_negatives
+
+
+def test_a_positives_twin_from_another_corpus_is_no_negative():
+    """Harvests search the built-in corpus and TheoremQA's together: the judge may call TheoremQA's
+    "Quadratic Formula" relevant and the built-in "Quadratic formula" not, and the twin must not
+    train as a negative of the theorem it is."""
+    twin = Theorem("tqa_thm/quadratic_formula", "Quadratic Formula",
+                   "The Quadratic Formula gives the roots of ax^2 + bx + c = 0.")
+    corpus = Corpus([*CORPUS.theorems, twin], name="builtin+theoremqa")
+    other = IDS[5]
+    run = trajectory("p9", [step(1, [("roots of x^2 - 5x + 6", "llm_query")],
+                                 {twin.id: True, "rader/algebra/quadratic_formula": False, other: False})],
+                     verified=True)
+    (example,), report = build_examples([run], corpus)
+    assert [p.docid for p in example.positives] == [twin.id]
+    assert [n.docid for n in example.negatives] == [other]
+    assert set(example.scores) == {twin.id, other}  # no graded pair against the twin either
+    assert report.twin_negatives_dropped == 1
 
 
 def test_guard_encodes_once_yet_scores_each_query_against_its_own_positive(encoder):

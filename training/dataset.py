@@ -5,7 +5,9 @@ is verified is a positive for every query of that step (the model's query, the s
 itself, its keywords, the problem on the first step). Theorems retrieved for the step but
 judged irrelevant are hard negatives; more are mined from a retriever's top-k, skipping
 anything judged relevant anywhere for the same problem and anything the encoder scores
-within ``margin`` of the positive (likely false negatives). A human judgment (from the
+within ``margin`` of the positive (likely false negatives); a negative bearing a positive's
+name (its twin in another corpus, as the built-in "Quadratic formula" and TheoremQA's
+"Quadratic Formula") is dropped too. A human judgment (from the
 UI) overrides the model's, and counts on any trajectory, verified or not. ``unverified=True``
 relaxes the recipe: the model's verdicts count on every finished run. Each judged passage
 keeps the judge's P(yes) as a graded label. Theorem ids are taken as the corpus resolves
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
@@ -53,6 +56,7 @@ class BuildReport:
     unknown_theorems: int = 0  # judged ids missing from the corpora (a different corpus was in force)
     mined_negatives: int = 0
     mined_dropped_as_likely_positive: int = 0
+    twin_negatives_dropped: int = 0  # negatives named as a positive of theirs (a twin from another corpus)
     duplicates_merged: int = 0
     held_out_theorems: int = 0  # theorem ids kept out of the data (an evaluation set's)
     held_out_dropped: int = 0  # positives and negatives dropped for being held out
@@ -91,6 +95,12 @@ def step_verdicts(step: Step, verified: bool | None, *, unverified: bool = False
 
 def _normalise(text: str) -> str:
     return " ".join(text.split()).lower()
+
+
+def twin_key(passage: Passage) -> str:
+    """A theorem's name as two corpora both write it: "Quadratic Formula" (TheoremQA) and
+    "Quadratic formula" (built-in) are one theorem, so one must not be the other's negative."""
+    return re.sub(r"[^0-9a-z]+", " ", passage.title.lower()).strip()
 
 
 class _Draft:
@@ -252,7 +262,11 @@ def build_examples(trajectories: Iterable[Trajectory], corpus: Corpus, *, miner:
             mined[:] = [c for c, is_close in zip(mined, close, strict=True) if not is_close]
     examples = []
     for draft, positives, negatives, mined in rows:
-        mined = mined[:mined_per_query]
+        names = {name for name in map(twin_key, positives) if name}
+        kept = [p for p in negatives if twin_key(p) not in names]
+        mined_kept = [p for p in mined if twin_key(p) not in names]
+        report.twin_negatives_dropped += len(negatives) - len(kept) + len(mined) - len(mined_kept)
+        negatives, mined = kept, mined_kept[:mined_per_query]
         report.mined_negatives += len(mined)
         scores = {p.docid: round(fmean(draft.scores[p.docid]), 4) for p in (*positives, *negatives)
                   if draft.scores.get(p.docid)}
