@@ -45,7 +45,7 @@ from rader.agent.protocol import clean, find_request, last_boxed, lexical_keywor
 from rader.agent.records import Step
 from rader.agent.sandbox import compute, verify_answer
 from rader.agent.state import AgentConfig, AgentContext, AgentState, Pending, empty_pending
-from rader.retriever import Hit, Query, Theorem
+from rader.retriever import Hit, Query, Theorem, twin_key
 
 EXAMPLES_PREFIX = "examples/"  # Hit.retriever of a worked example: examples/<retriever name>
 SOLUTION_NODES = frozenset({"reason", "conclude"})  # the nodes whose streamed tokens are the solution
@@ -157,8 +157,9 @@ def theorem_queries(state: AgentState, context: AgentContext, pending: Pending) 
 def search(engine: Any, queries: list[Query], k: int, prefix: str = "", keep=lambda hit: True) -> list[Hit]:
     """The best ``k`` hits of several queries (ordered by each item's best rank, then renumbered
     1..k so a hit's rank is its place in the merged list); ``prefix`` marks worked examples,
-    which are searched deeper so that ``keep`` may drop some."""
-    depth = k + 5 if prefix else k
+    which ``keep`` may drop. A theorem takes one slot: its twin from another corpus (the
+    built-in "Quadratic formula" beside TheoremQA's "Quadratic Formula") is left out."""
+    depth = k + 5  # room for what ``keep`` and the twins leave out
     many = getattr(engine, "search_many", None)  # one batch (one encoder call) for all the queries
     rankings = many(queries, k=depth) if many else [engine.search(query, k=depth) for query in queries]
     best: dict[str, Hit] = {}
@@ -166,8 +167,23 @@ def search(engine: Any, queries: list[Query], k: int, prefix: str = "", keep=lam
         for hit in hits:
             if keep(hit) and (hit.theorem_id not in best or hit.rank < best[hit.theorem_id].rank):
                 best[hit.theorem_id] = hit
-    ranked = sorted(best.values(), key=lambda h: (h.rank, -h.score))[:k]
-    return [hit._replace(rank=place, retriever=prefix + hit.retriever) for place, hit in enumerate(ranked, 1)]
+    ranked = sorted(best.values(), key=lambda h: (h.rank, -h.score))
+    if not prefix:
+        ranked = _without_twins(engine, ranked)
+    return [hit._replace(rank=place, retriever=prefix + hit.retriever)
+            for place, hit in enumerate(ranked[:k], 1)]
+
+
+def _without_twins(engine: Any, hits: list[Hit]) -> list[Hit]:
+    """``hits`` less each one that bears the name of a better one (an untitled entry is unique)."""
+    names: set[str] = set()
+    kept = []
+    for hit in hits:
+        name = twin_key(engine.theorem(hit.theorem_id).title)
+        if name not in names:
+            kept.append(hit)
+            names.update([name] if name else [])
+    return kept
 
 
 def retrieve(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:

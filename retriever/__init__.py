@@ -15,6 +15,7 @@ from rader.retriever.lazy import lazy_exports
 # module -> its public names: nothing loads until used (evaluation alone imports ranx and
 # numba, ~2 s; bm25s imports numba too)
 _EXPORTS = {
+    "aliases": "twin_key",
     "bm25": "BM25Index",
     "corpus": "BUILTIN_NAME Corpus CorpusReport RejectedLine builtin_corpus read_corpus",
     "corpus_store": "CorpusInfo CorpusStore",

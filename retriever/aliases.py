@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Container, Iterable
 
 from .errors import RaderError
@@ -23,6 +24,17 @@ from .types import Theorem
 def aliases_of(theorem: Theorem) -> tuple[str, ...]:
     """The former ids that resolve to ``theorem``."""
     return tuple(str(a) for a in theorem.metadata.get("aliases") or ())
+
+
+def twin_key(title: str) -> str:
+    """A theorem's name as any corpus writes it: the built-in "Quadratic formula" and TheoremQA's
+    "Quadratic Formula" share one key. Entries of two corpora with one key are twins (one theorem),
+    which no merge can alias, since each corpus keeps its own ids.
+
+    >>> twin_key("Liouville's theorem") == twin_key("Liouville’s Theorem")
+    True
+    """
+    return re.sub(r"[^0-9a-z]+", " ", title.lower()).strip()
 
 
 def alias_index(theorems: Iterable[Theorem], ids: Container[str]) -> dict[str, Theorem]:

@@ -246,6 +246,22 @@ def test_a_steps_hits_are_numbered_by_their_place_in_the_merged_list(bm25):
     assert [hit.rank for hit in hits] == [1, 2]  # not each hit's rank within its own query (1, 1)
 
 
+def test_a_theorem_and_its_twin_from_another_corpus_take_one_slot(tmp_path):
+    """Harvests search the built-in corpus and TheoremQA's together, where both hold the quadratic
+    formula: the twin must not fill a second slot of the step's hits with the same theorem."""
+    twin = Theorem("tqa_thm/quadratic_formula", "Quadratic Formula",
+                   "The Quadratic Formula gives the roots of ax^2 + bx + c = 0.")
+    both = open_retriever("bm25", Corpus([*builtin_corpus().theorems, twin], name="builtin+theoremqa"),
+                          home=tmp_path, show_progress=False)
+    query = Query("quadratic formula roots", "lexical")
+    plain = [hit.theorem_id for hit in both.search(query, k=3)]
+    assert {twin.id, "rader/algebra/quadratic_formula"} <= set(plain)  # the case: both twins in a top 3
+    hits = search(both, [query], k=3)
+    assert [hit.theorem_id for hit in hits][:1] == [twin.id]  # the better-ranked twin stays
+    assert "rader/algebra/quadratic_formula" not in {hit.theorem_id for hit in hits}
+    assert len(hits) == 3 and [hit.rank for hit in hits] == [1, 2, 3]  # its slot goes to another theorem
+
+
 def test_scheduled_retrieval_after_every_paragraph(bm25):
     replies = ["Let n be the number of committees.\n\nthis part is cut off",
                "We use binomial coefficients.\n\n", "So n = 120 and the answer is $\\boxed{120}$."]

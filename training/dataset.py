@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import shutil
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
@@ -39,7 +38,7 @@ from typing import Any, NamedTuple
 from tqdm.auto import tqdm
 
 from rader.agent.records import FINISHED_STATUSES, Step, Trajectory
-from rader.retriever import Corpus, Encoder, Query, RaderError, Retriever, hash_fraction
+from rader.retriever import Corpus, Encoder, Query, RaderError, Retriever, hash_fraction, twin_key
 from rader.training.cards import write_dataset_card
 from rader.training.examples import Passage, TrainingExample, negative_columns, passage_text
 from rader.training.formats import write_beir, write_jsonl
@@ -95,12 +94,6 @@ def step_verdicts(step: Step, verified: bool | None, *, unverified: bool = False
 
 def _normalise(text: str) -> str:
     return " ".join(text.split()).lower()
-
-
-def twin_key(passage: Passage) -> str:
-    """A theorem's name as two corpora both write it: "Quadratic Formula" (TheoremQA) and
-    "Quadratic formula" (built-in) are one theorem, so one must not be the other's negative."""
-    return re.sub(r"[^0-9a-z]+", " ", passage.title.lower()).strip()
 
 
 class _Draft:
@@ -262,9 +255,9 @@ def build_examples(trajectories: Iterable[Trajectory], corpus: Corpus, *, miner:
             mined[:] = [c for c, is_close in zip(mined, close, strict=True) if not is_close]
     examples = []
     for draft, positives, negatives, mined in rows:
-        names = {name for name in map(twin_key, positives) if name}
-        kept = [p for p in negatives if twin_key(p) not in names]
-        mined_kept = [p for p in mined if twin_key(p) not in names]
+        names = {name for p in positives if (name := twin_key(p.title))}
+        kept = [p for p in negatives if twin_key(p.title) not in names]
+        mined_kept = [p for p in mined if twin_key(p.title) not in names]
         report.twin_negatives_dropped += len(negatives) - len(kept) + len(mined) - len(mined_kept)
         negatives, mined = kept, mined_kept[:mined_per_query]
         report.mined_negatives += len(mined)
