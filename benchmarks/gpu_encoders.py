@@ -164,16 +164,18 @@ class Fused:
 
 
 def score(evalsets: Path, files: list[Path], home: Path, out: Path | None) -> None:
-    from rader.retriever import Corpus, EvalQuery, evaluate, open_retriever
+    from rader.app.evalrun import load_eval_corpus, retriever_for_spec
+    from rader.app.settings import load_settings
+    from rader.retriever import EvalQuery, evaluate
 
+    settings, _ = load_settings({"home": str(home)}, config_file=None)  # the defaults `rader eval` has
     sets = json.loads(evalsets.read_text())
     models = [json.loads(f.read_text()) for f in files]
     report = {}
     for name, evalset in sets.items():
-        docs, _ = read_corpus(evalset["corpus"])  # as `rader eval` reads it: the same BM25 and dense rows
-        corpus = Corpus(docs.theorems, name=f"eval-{Path(evalset['corpus']).stem}-{docs.content_hash[:10]}")
-        bm25 = open_retriever("bm25", corpus, home=home, show_progress=False)
-        engines = {"dense": open_retriever("dense", corpus, home=home, show_progress=False), "bm25": bm25}
+        corpus = load_eval_corpus(settings, evalset["corpus"])  # as `rader eval` loads and names it
+        engines = {spec: retriever_for_spec(settings, corpus, spec) for spec in ("dense", "bm25")}
+        bm25 = engines["bm25"]
         for model in models:
             ranked = Ranked(model["model"], evalset, model["rankings"][name])
             engines[f"dense@{model['model']}"] = ranked
