@@ -180,9 +180,11 @@ def _without_twins(engine: Any, hits: list[Hit]) -> list[Hit]:
     kept = []
     for hit in hits:
         name = twin_key(engine.theorem(hit.theorem_id).title)
-        if name not in names:
-            kept.append(hit)
-            names.update([name] if name else [])
+        if name in names:
+            continue
+        kept.append(hit)
+        if name:
+            names.add(name)
     return kept
 
 
