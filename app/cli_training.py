@@ -36,8 +36,9 @@ def _table(title: str, values: dict) -> Table:
     return table
 
 
-def query_writer(settings, model: str):
-    """RaDeR's query writer on ``model`` (greedy, short replies), caching under the data directory."""
+def query_writer(settings, model: str, cache: Path | None = None):
+    """RaDeR's query writer on ``model`` (greedy, short replies), caching its replies in ``cache``
+    (default HOME/generated_queries.jsonl)."""
     import dataclasses
 
     from rader.agent.llm import chat_model
@@ -45,7 +46,7 @@ def query_writer(settings, model: str):
 
     config = dataclasses.replace(settings.llm.config(), model=model, temperature=0.0, max_tokens=96)
     return QueryWriter(chat_model(config, home=settings.home), model,
-                       QueryCache(settings.home / "generated_queries.jsonl"))
+                       QueryCache(cache or settings.home / "generated_queries.jsonl"))
 
 
 def register(app: typer.Typer, settings_for) -> None:
@@ -158,6 +159,10 @@ def register(app: typer.Typer, settings_for) -> None:
             help="an LLM (catalog name or .gguf; backend from settings) writes RaDeR's queries too: "
             "post_llm_query (after retrieval) and theorem_lexical (kept if BM25 finds the theorem); "
             "cached in HOME/generated_queries.jsonl, so a rerun resumes")] = None,
+        query_cache: Annotated[Path | None, typer.Option(
+            help="the cache of --generate-with's replies (default HOME/generated_queries.jsonl); "
+            "benchmarks/generated_queries.jsonl holds the project's, so a new machine rebuilds the "
+            "committed harvest without asking the model again")] = None,
         worked_examples: Annotated[bool, typer.Option(
             help="worked examples the runs judged (from `example_corpora`) become examples too: a "
             "step's queries with the solved problem judged useful as positive, the useless ones as "
@@ -193,7 +198,7 @@ def register(app: typer.Typer, settings_for) -> None:
         miner = None if mine == "none" else retriever_from_settings(settings, corpus, kind=mine)
         options = settings.retriever.options(settings.home)
         encoder = None if mine == "none" else shared_encoder(options.encoder, options.batch_size)
-        writer = generate_with and query_writer(settings, generate_with)
+        writer = generate_with and query_writer(settings, generate_with, query_cache)
         bm25 = writer and retriever_from_settings(settings, corpus, kind="bm25")
         use_solved = worked_examples and bool(settings.example_corpora)  # none configured: nothing to load
         solved = example_corpus_from_settings(settings) if use_solved else None

@@ -103,13 +103,28 @@ def test_generated_kinds_load_where_eval_and_train_read_queries(tmp_path):
     assert [q.kind for q in load_queries(path)] == [POST_QUERY_KIND, LEXICAL_KIND]
 
 
-def test_dataset_build_writes_queries_with_a_model(two_runs, home, smollm_path, capsys, monkeypatch):
+def test_dataset_build_writes_queries_with_a_model(two_runs, home, smollm_path, capsys, monkeypatch,
+                                                   tmp_path):
     copy_store(two_runs, home)
     monkeypatch.setenv("RADER_LLM__TIMEOUT_S", "600")
-    code, _, err = rader(capsys, "--no-progress", "dataset", "build", "--out", str(home / "gen"),
-                         "--mine", "none", "--dev-fraction", "0", "--generate-with", str(smollm_path))
-    assert code == 0, err
-    stats = json.loads((home / "gen" / "stats.json").read_text())
+
+    def build(*cache: str) -> dict:
+        code, _, err = rader(capsys, "--no-progress", "dataset", "build", "--out", str(home / "gen"),
+                             "--mine", "none", "--dev-fraction", "0", "--generate-with", str(smollm_path),
+                             *cache)
+        assert code == 0, err
+        return json.loads((home / "gen" / "stats.json").read_text())
+
+    stats = build()
     assert stats["generated_with"] == str(smollm_path)
     assert stats["build"]["generated"]["generated_asked"] == 4  # two positives, two kinds each
     assert len((home / "generated_queries.jsonl").read_text().splitlines()) == 4
+    # a cache of the project's (benchmarks/generated_queries.jsonl) serves another machine's build
+    shared = tmp_path / "project" / "generated_queries.jsonl"
+    shared.parent.mkdir()
+    shared.write_text((home / "generated_queries.jsonl").read_text())
+    (home / "generated_queries.jsonl").unlink()
+    again = build("--query-cache", str(shared))
+    generated = again["build"]["generated"]
+    assert (generated["generated_asked"], generated["generated_cached"]) == (0, 4)
+    assert not (home / "generated_queries.jsonl").exists()
