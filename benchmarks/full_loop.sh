@@ -1,7 +1,9 @@
 #!/bin/bash
 # The whole learning loop as one recipe, every stage timed (RESULTS.md, "The full loop, timed"):
 #   import the project's harvest -> harvest more for HARVEST_SECONDS -> merge into the export ->
-#   dataset (verified runs, RaDeR's generated queries, the TheoremQA held-out theorems kept out) ->
+#   dataset (verified runs, RaDeR's generated queries, the TheoremQA held-out theorems kept out;
+#   the LLM's replies cached in the project's benchmarks/generated_queries.jsonl, so only new
+#   positives cost model time; commit it with the export) ->
 #   train (MiniLM triplets, EPOCHS) -> eval (the three tables of the loop passes) ->
 #   register -> the agent solves a problem with the new encoder.
 # Run from the repository root, in a home of its own (the trained encoder is registered there):
@@ -35,7 +37,7 @@ stage export rader trajectories export benchmarks/harvest.jsonl.gz --source harv
 stage dataset rader --no-progress dataset build --out "$data" --dev-fraction 0.2 \
   --held-out-queries "$shared/problems/theoremqa_dev.jsonl" \
   --held-out-qrels "$shared/qrels/theoremqa_dev.qrels.tsv" --held-out-by theorem \
-  --generate-with qwen2.5-coder-1.5b
+  --generate-with qwen2.5-coder-1.5b --query-cache benchmarks/generated_queries.jsonl
 stage train rader --no-progress train --data "$data" --out "$model" --base minilm --negatives 1 \
   --epochs "${EPOCHS:-1}" --seed 0
 stage eval env RADER_SHARED_DATA="$shared" benchmarks/loop4_eval.sh "$name" "dense,dense@$model,bm25,hybrid@$model" "$data"
