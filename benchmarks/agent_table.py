@@ -25,7 +25,8 @@ def table(result: dict) -> str:
         "| outside LLM |",
         "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    modes = [m["mode"] for m in result["modes"]]
+    # every mode with rows: a --resume with other --modes keeps the earlier modes' rows
+    modes = list(dict.fromkeys([m["mode"] for m in result["modes"]] + [r["mode"] for r in result["rows"]]))
     for m in summarize_modes(result["rows"], modes):
         versus = m["vs_bare"] or {}
         rows.append(
@@ -50,7 +51,8 @@ def by_level(result: dict, problems: Path) -> str:
         cell = counts[(row["mode"], levels.get(row["problem_id"]))]
         cell[0] += row["verified"] is True
         cell[1] += 1
-    modes = [m["mode"] for m in result["modes"]]
+    # every mode with rows: a --resume with other --modes keeps the earlier modes' rows
+    modes = list(dict.fromkeys([m["mode"] for m in result["modes"]] + [r["mode"] for r in result["rows"]]))
     found = sorted({level for _, level in counts if level is not None})
     lines = ["| mode | " + " | ".join(f"level {level}" for level in found) + " |",
              "|---|" + "---:|" * len(found)]
