@@ -18,6 +18,12 @@ from pathlib import Path
 from rader.agent.bench import summarize_modes
 
 
+def modes_of(result: dict) -> list[str]:
+    """Every mode with rows, summarised ones first: a --resume with other --modes keeps the earlier
+    modes' rows."""
+    return list(dict.fromkeys([m["mode"] for m in result["modes"]] + [r["mode"] for r in result["rows"]]))
+
+
 def table(result: dict) -> str:
     rows = [
         "| mode | problems | accuracy | vs bare: lost / won (p) | answered (forced) | out of budget "
@@ -25,8 +31,7 @@ def table(result: dict) -> str:
         "| outside LLM |",
         "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    # every mode with rows: a --resume with other --modes keeps the earlier modes' rows
-    modes = list(dict.fromkeys([m["mode"] for m in result["modes"]] + [r["mode"] for r in result["rows"]]))
+    modes = modes_of(result)
     for m in summarize_modes(result["rows"], modes):
         versus = m["vs_bare"] or {}
         rows.append(
@@ -51,8 +56,7 @@ def by_level(result: dict, problems: Path) -> str:
         cell = counts[(row["mode"], levels.get(row["problem_id"]))]
         cell[0] += row["verified"] is True
         cell[1] += 1
-    # every mode with rows: a --resume with other --modes keeps the earlier modes' rows
-    modes = list(dict.fromkeys([m["mode"] for m in result["modes"]] + [r["mode"] for r in result["rows"]]))
+    modes = modes_of(result)
     found = sorted({level for _, level in counts if level is not None})
     lines = ["| mode | " + " | ".join(f"level {level}" for level in found) + " |",
              "|---|" + "---:|" * len(found)]
