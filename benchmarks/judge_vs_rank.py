@@ -56,6 +56,10 @@ def by_judge(hits: list[dict]) -> dict:
     return max(hits, key=lambda hit: hit["p_yes"])
 
 
+def by_rank(hits: list[dict]) -> dict:
+    return hits[0]
+
+
 def rank_unless(margin: float):
     def pick(hits: list[dict]) -> dict:
         best = by_judge(hits)
@@ -63,7 +67,7 @@ def rank_unless(margin: float):
     return pick
 
 
-RULES = {"judge's best P(yes) (today)": by_judge, "rank 1": rank_unless(1.0),
+RULES = {"judge's best P(yes) (today)": by_judge, "rank 1": by_rank,
          **{f"rank 1 unless the judge prefers another by > {m}": rank_unless(m) for m in (0.1, 0.2, 0.3)}}
 
 
@@ -77,9 +81,9 @@ def score(path: Path) -> None:
     print("| rule | labelled theorem picked | first half / second half | vs the judge: better / worse (p) |")
     print("|---|---:|---:|---|")
     half = len(found) // 2
+    judged = [by_judge(hits)["gold"] for hits in found]
     for name, rule in RULES.items():
         right = [rule(hits)["gold"] for hits in found]
-        judged = [by_judge(hits)["gold"] for hits in found]
         better = sum(r and not j for r, j in zip(right, judged, strict=True))
         worse = sum(j and not r for r, j in zip(right, judged, strict=True))
         p = binomtest(better, better + worse).pvalue if better + worse else None
