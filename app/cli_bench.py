@@ -140,7 +140,8 @@ def bench_agent_command(
     def save(found: list[dict]) -> None:  # after every run: a long benchmark cut short keeps it all
         if out:  # (and the earlier rows of other problems or modes stay in the file)
             summary = summarize_modes(found, chosen)
-            out.write_text(json.dumps({"modes": summary, "rows": found + elsewhere}, indent=1))
+            out.write_text(json.dumps({"modes": summary, "rows": found + elsewhere,
+                                       "agent": settings.agent.model_dump()}, indent=1))
 
     description = f"{len(chosen)} modes x {len(items)} problems"
     with counting_bar(description, len(chosen) * len(items), settings.show_progress) as advance:

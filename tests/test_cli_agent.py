@@ -74,6 +74,7 @@ def test_bench_judge_and_agent_small(capsys, home, smollm_path, shared_data, tmp
     assert len(drawn) == 2 and drawn != {"train/algebra/0.json", "train/algebra/3.json"}  # drawn at random
     assert modes["theorems"]["mean_retrievals"] >= 1 and modes["none"]["mean_retrievals"] == 0
     assert modes["bare"]["mean_steps"] == 1 and "vs bare" in out
+    assert result["agent"]["solution_tokens"] == 48  # the settings the rows were measured under
     # an interrupted benchmark goes on where it stopped: runs in the file are kept, not run again
     rows = result["rows"]
     other = {**rows[0], "mode": "examples", "trajectory_id": "from-another-benchmark"}
