@@ -216,8 +216,8 @@ def test_judge_decides_a_retrievals_hits_together(smol_llm):
     assert margin > 0.02  # the two are told apart, so the rank rule below has something to decide
     retrievers_order = sorted(theorems, key=lambda t: t.id != lower.theorem_id)  # the judge's lower one first
     for bonus, admitted in ((margin + 0.01, lower.theorem_id), (margin - 0.01, best.theorem_id)):
-        ranked = judge_hits(smol_llm, "Sum of the roots of x^2-5x+6=0?", [], retrievers_order,
-                            AgentConfig(judge_threshold=1.0, judge_top_threshold=0.0, judge_rank_bonus=bonus))[0]
+        rule = AgentConfig(judge_threshold=1.0, judge_top_threshold=0.0, judge_rank_bonus=bonus)
+        ranked = judge_hits(smol_llm, "Sum of the roots of x^2-5x+6=0?", [], retrievers_order, rule)[0]
         assert [j.theorem_id for j in ranked if j.relevant] == [admitted]
     nobody = judge_hits(smol_llm, "Sum of the roots?", [], theorems,
                         AgentConfig(judge_threshold=1.0, judge_top_threshold=1.0))[0]
