@@ -1,11 +1,14 @@
 """Markdown table of a `rader bench agent --out FILE` result, written while it runs or after.
 
     python benchmarks/agent_table.py agent100.json [--levels-of ../shared/data/problems/math_train.jsonl]
+    python benchmarks/agent_table.py tqa50.json --with tqa50_rank.json "rank 0.2" --versus theorems
 
 Each mode's row: accuracy, lost/won against the bare model with the exact McNemar p (on the
 problems both finished), answered and forced answers, out of budget, steps, seconds and tokens
 per problem, prompt tokens re-processed, time outside the LLM, and time against the bare model.
-With ``--levels-of``, accuracy by MATH level follows.
+With ``--levels-of``, accuracy by MATH level follows. ``--with FILE NAME`` adds the agent rows of
+another run on the same problems (a setting changed, its own bare rows dropped), their modes named
+``MODE NAME``; ``--versus MODE`` then compares every row with that mode, paired, as with bare.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
-from rader.agent.bench import summarize_modes
+from rader.agent.bench import exact_mcnemar, summarize_modes
 
 
 def modes_of(result: dict) -> list[str]:
@@ -66,14 +69,44 @@ def by_level(result: dict, problems: Path) -> str:
     return "\n".join(lines)
 
 
+def with_run(result: dict, other: dict, name: str) -> dict:
+    """``result`` with ``other``'s agent rows added under ``MODE NAME`` (its bare rows are the same
+    model's same call on the same problems, so they are left out)."""
+    added = [{**row, "mode": f"{row['mode']} {name}"} for row in other["rows"] if row["mode"] != "bare"]
+    return {**result, "rows": result["rows"] + added}
+
+
+def versus(result: dict, baseline: str) -> str:
+    """Every mode against ``baseline`` on the problems both finished: lost / won, exact McNemar p."""
+    solved = defaultdict(dict)
+    for row in result["rows"]:
+        solved[row["mode"]][row["problem_id"]] = row["verified"] is True
+    lines = [f"| mode | problems shared with {baseline} | lost / won (p) |", "|---|---:|---|"]
+    for mode in modes_of(result):
+        if mode == baseline:
+            continue
+        shared = sorted(solved[baseline].keys() & solved[mode].keys())
+        lost, won, p = exact_mcnemar([solved[baseline][i] for i in shared], [solved[mode][i] for i in shared])
+        lines.append(f"| {mode} | {len(shared)} | {lost} / {won} (p {p:.3f}) |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("result", type=Path)
     parser.add_argument("--levels-of", type=Path, help="the problems file, for accuracy by level")
+    parser.add_argument("--with", dest="others", nargs=2, action="append", default=[],
+                        metavar=("FILE", "NAME"), help="add another run's agent rows as modes 'MODE NAME'")
+    parser.add_argument("--versus", metavar="MODE", help="also compare every mode with this one")
     args = parser.parse_args()
     result = json.loads(args.result.read_text())
+    for path, name in args.others:
+        result = with_run(result, json.loads(Path(path).read_text()), name)
     print(table(result))
+    if args.versus:
+        print()
+        print(versus(result, args.versus))
     if args.levels_of:
         print()
         print(by_level(result, args.levels_of))
