@@ -4,10 +4,7 @@ Each item gets a one-word verdict whose score is P(yes) from the log-probabiliti
 generated token: cheap). A theorem is relevant when its score reaches ``judge_threshold``,
 or when it is the retrieval's best-scored theorem and reaches ``judge_top_threshold``: on
 the TheoremQA dev labels the model ranks the gold theorem above a wrong one far more
-reliably than it scores either in isolation (benchmarks/RESULTS.md). With
-``judge_rank_bonus`` the retriever's first theorem is the best unless the judge prefers
-another by more than that much: the retriever's rank 1 is right more often than the judge's
-pick (RESULTS "Judge or retriever"). A worked example must
+reliably than it scores either in isolation (benchmarks/RESULTS.md). A worked example must
 reach ``example_threshold`` on its own: the best-hit rule does not hold for examples (on
 held-out MATH problems the examples it admitted lost more problems than they won, at the
 same P(yes) as those that helped). Relevant items then get a one-line rationale.
@@ -80,8 +77,7 @@ def judge_hits(llm: BaseChatModel, problem: str, steps: list[str], items: list[T
             score = 1.0 if verdict else 0.0
         scores.append(score)
     theorems = [i for i, item in enumerate(items) if not is_example(item)]
-    credit = {theorems[0]: config.judge_rank_bonus} if theorems else {}  # ties keep the retriever's order
-    best = max(theorems, key=lambda i: scores[i] + credit.get(i, 0.0), default=None)
+    best = max(theorems, key=scores.__getitem__, default=None)
     relevant = [score >= config.example_threshold if is_example(item) else
                 score >= config.judge_threshold or (i == best and score >= config.judge_top_threshold)
                 for i, (item, score) in enumerate(zip(items, scores, strict=True))]

@@ -88,8 +88,6 @@ class AgentConfig:
     judge: bool = True  # run the self-reflective relevance check; without it every hit enters
     judge_threshold: float = 0.75  # P(yes) that makes any hit relevant (calibrated, RESULTS.md)
     judge_top_threshold: float = 0.05  # P(yes) that makes a retrieval's best-scored theorem relevant
-    judge_rank_bonus: float = 0.0  # P(yes) credited to the retriever's first theorem when picking the best:
-    # its pick stands unless the judge prefers another by more than this (1.0: always the retriever's)
     example_threshold: float = 0.75  # P(yes) that makes a worked example relevant (no best-hit rule)
     judge_concurrency: int = 1  # verdicts sent at once (raise it for a server that batches, e.g. vLLM)
     judge_chars: int = 0  # statement characters shown to the judge beside a theorem's title

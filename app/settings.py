@@ -132,9 +132,6 @@ class AgentSettings(Section):
                                    description="P(yes) that makes a hit relevant")
     judge_top_threshold: float = Field(agent_default("judge_top_threshold"), ge=0, le=1,
                                        description="same, for a retrieval's best theorem")
-    judge_rank_bonus: float = Field(agent_default("judge_rank_bonus"), ge=0, le=1,
-                                    description="the retriever's first theorem is the best unless "
-                                    "the judge prefers another by more than this P(yes)")
     example_threshold: float = Field(agent_default("example_threshold"), ge=0, le=1,
                                      description="P(yes) that makes an example relevant")
     judge_concurrency: int = Field(agent_default("judge_concurrency"), ge=1,

@@ -211,14 +211,6 @@ def test_judge_decides_a_retrievals_hits_together(smol_llm):
     together = judge_hits(smol_llm, "Sum of the roots of x^2-5x+6=0?", [], theorems,
                           AgentConfig(judge_threshold=1.0, judge_top_threshold=0.0, judge_concurrency=2))[0]
     assert [round(j.score, 2) for j in together] == [round(j.score, 2) for j in judgments]  # sent at once
-    lower = min(judgments, key=lambda j: j.score)
-    margin = best.score - lower.score
-    assert margin > 0.02  # the two are told apart, so the rank rule below has something to decide
-    retrievers_order = sorted(theorems, key=lambda t: t.id != lower.theorem_id)  # the judge's lower one first
-    for bonus, admitted in ((margin + 0.01, lower.theorem_id), (margin - 0.01, best.theorem_id)):
-        rule = AgentConfig(judge_threshold=1.0, judge_top_threshold=0.0, judge_rank_bonus=bonus)
-        ranked = judge_hits(smol_llm, "Sum of the roots of x^2-5x+6=0?", [], retrievers_order, rule)[0]
-        assert [j.theorem_id for j in ranked if j.relevant] == [admitted]
     nobody = judge_hits(smol_llm, "Sum of the roots?", [], theorems,
                         AgentConfig(judge_threshold=1.0, judge_top_threshold=1.0))[0]
     assert not any(j.relevant for j in nobody) and "P(yes)=" in nobody[0].rationale
