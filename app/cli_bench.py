@@ -109,7 +109,8 @@ def bench_agent_command(
     qrels: Annotated[Path | None, typer.Option(help="problem -> theorem labels, for mode gold")] = None,
     model: ModelOpt = None,
     concurrency: Annotated[int, typer.Option(min=1, help="runs at once (llama.cpp slots)")] = 1,
-    out: Annotated[Path | None, typer.Option(help="write the results as JSON (after every run)")] = None,
+    out: Annotated[Path | None, typer.Option(
+        help="write the results as JSON (after every run), with the agent settings they ran under")] = None,
     resume: Annotated[bool, typer.Option(
         help="keep the runs already in --out (same problems and modes) and run only the rest")] = False,
     as_json: JsonOpt = False,
