@@ -176,6 +176,16 @@ def run_row(result) -> dict[str, Any]:
             "seconds": result.seconds, "llm_seconds": result.llm_seconds, "trajectory_id": trajectory.id}
 
 
+def paired_outcomes(baseline: dict[str, dict[str, Any]], other: dict[str, dict[str, Any]]
+                    ) -> tuple[list[str], int, int, float]:
+    """Two modes' runs by problem id: the problems both finished, and ``other``'s lost / won
+    against ``baseline`` with the exact McNemar p."""
+    shared = sorted(baseline.keys() & other.keys())
+    lost, won, p = exact_mcnemar([baseline[i]["verified"] is True for i in shared],
+                                 [other[i]["verified"] is True for i in shared])
+    return shared, lost, won, p
+
+
 def summarize_modes(rows: list[dict[str, Any]], modes: list[str]) -> list[dict[str, Any]]:
     """Per mode: accuracy, answered / out of budget, steps, time, tokens, outside-LLM share, and
     an exact McNemar test against ``bare`` on the problems both have finished."""
@@ -204,9 +214,7 @@ def summarize_modes(rows: list[dict[str, Any]], modes: list[str]) -> list[dict[s
             "vs_bare": None,
         }
         if "bare" in by_mode and mode != "bare":
-            shared = sorted(by_mode["bare"].keys() & by_mode[mode].keys())
-            lost, won, p = exact_mcnemar([by_mode["bare"][i]["verified"] is True for i in shared],
-                                         [by_mode[mode][i]["verified"] is True for i in shared])
+            shared, lost, won, p = paired_outcomes(by_mode["bare"], by_mode[mode])
             bare_seconds = sum(by_mode["bare"][i]["seconds"] for i in shared)
             mode_seconds = sum(by_mode[mode][i]["seconds"] for i in shared)
             summary["vs_bare"] = {"problems": len(shared), "lost": lost, "won": won, "p": round(p, 4),

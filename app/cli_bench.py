@@ -137,12 +137,13 @@ def bench_agent_command(
     store = store_from_settings(settings)
     graphs = _bench_modes(settings, chosen, retriever, examples_retriever, excluded, items, qrels)
     elsewhere = [r for r in done if (r["problem_id"], r["mode"]) not in planned(graphs, items)]
+    agent_config = dataclasses.asdict(settings.agent.config())  # what the graphs ran under (gold: judge off)
 
     def save(found: list[dict]) -> None:  # after every run: a long benchmark cut short keeps it all
         if out:  # (and the earlier rows of other problems or modes stay in the file)
             summary = summarize_modes(found, chosen)
             out.write_text(json.dumps({"modes": summary, "rows": found + elsewhere,
-                                       "agent": settings.agent.model_dump()}, indent=1))
+                                       "agent": agent_config}, indent=1))
 
     description = f"{len(chosen)} modes x {len(items)} problems"
     with counting_bar(description, len(chosen) * len(items), settings.show_progress) as advance:

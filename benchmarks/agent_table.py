@@ -18,7 +18,7 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
-from rader.agent.bench import exact_mcnemar, summarize_modes
+from rader.agent.bench import paired_outcomes, summarize_modes
 
 
 def modes_of(result: dict) -> list[str]:
@@ -78,15 +78,14 @@ def with_run(result: dict, other: dict, name: str) -> dict:
 
 def versus(result: dict, baseline: str) -> str:
     """Every mode against ``baseline`` on the problems both finished: lost / won, exact McNemar p."""
-    solved = defaultdict(dict)
+    by_mode = defaultdict(dict)
     for row in result["rows"]:
-        solved[row["mode"]][row["problem_id"]] = row["verified"] is True
+        by_mode[row["mode"]][row["problem_id"]] = row
     lines = [f"| mode | problems shared with {baseline} | lost / won (p) |", "|---|---:|---|"]
     for mode in modes_of(result):
         if mode == baseline:
             continue
-        shared = sorted(solved[baseline].keys() & solved[mode].keys())
-        lost, won, p = exact_mcnemar([solved[baseline][i] for i in shared], [solved[mode][i] for i in shared])
+        shared, lost, won, p = paired_outcomes(by_mode[baseline], by_mode[mode])
         lines.append(f"| {mode} | {len(shared)} | {lost} / {won} (p {p:.3f}) |")
     return "\n".join(lines)
 
