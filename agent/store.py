@@ -170,6 +170,22 @@ class TrajectoryStore:
         except sqlite3.Error as err:  # disk full, read-only file, ...
             raise RaderError(_store_error(self.path, f"write trajectory {trajectory.id} to", err)) from err
 
+    def set_verified(self, trajectory_id: str, verified: bool | None) -> None:
+        """Correct one stored run's verification in place (its answer checked again after a
+        fix to the answer rules); the rest of its row is left as it is."""
+        try:
+            with self._lock:
+                row = self._db.execute("SELECT data FROM trajectories WHERE id=?",
+                                       (trajectory_id,)).fetchone()
+                if row is None:
+                    raise RaderError(f"no trajectory {trajectory_id!r} in {self.path}")
+                data = {**json.loads(row[0]), "verified": verified}
+                self._db.execute("UPDATE trajectories SET verified=?, data=? WHERE id=?",
+                                 (None if verified is None else int(verified),
+                                  json.dumps(data, ensure_ascii=False), trajectory_id))
+        except sqlite3.Error as err:
+            raise RaderError(_store_error(self.path, f"correct trajectory {trajectory_id} in", err)) from err
+
     def get(self, trajectory_id: str) -> Trajectory:
         row = self._db.execute("SELECT data FROM trajectories WHERE id=?", (trajectory_id,)).fetchone()
         if row is None:  # a prefix: compared as text, so % and _ are characters, not wildcards

@@ -210,6 +210,44 @@ def trajectories_export(
     console.print(f"wrote {report.written} trajectories to {out}{growth}")
 
 
+@trajectories_app.command("reverify")
+def trajectories_reverify(
+    ctx: typer.Context,
+    verified: VerifiedOpt = None,
+    model: TrajectoryModelOpt = None,
+    since: SinceOpt = None,
+    dry_run: Annotated[bool, typer.Option(help="print the changes, store nothing")] = False,
+) -> None:
+    """Check the stored runs' final answers against their gold answers again, by today's answer
+    rules, and correct the verified flags that changed (after a fix to those rules: a dataset
+    built from the store would otherwise keep a wrong label). An export merged with --merge
+    keeps its own copies: export without --merge to rewrite it from the corrected store."""
+    from tqdm.auto import tqdm
+
+    from rader.agent.sandbox import verify_answer
+    from rader.app.wiring import store_from_settings
+
+    settings = settings_for(ctx)
+    store = store_from_settings(settings, readonly=dry_run)
+    changed = Table(title="verification changed")
+    for column in ("id", "problem", "answer", "gold", "was", "now"):
+        changed.add_column(column)
+    runs = [t for t in store.iter_trajectories(verified=verified, model=model, since=since)
+            if t.final_answer and t.problem.answer is not None]
+    for trajectory in tqdm(runs, desc="checking answers", unit="run", disable=not settings.show_progress):
+        gold = str(trajectory.problem.answer)
+        now = verify_answer(trajectory.final_answer, gold, answer_type=trajectory.problem.answer_type)
+        if now is None or now == trajectory.verified:  # None: the check could not tell; keep the flag
+            continue
+        changed.add_row(trajectory.id[:12], trajectory.problem.id, trajectory.final_answer[:30], gold[:30],
+                        str(trajectory.verified), str(now))
+        if not dry_run:
+            store.set_verified(trajectory.id, now)
+    console.print(changed)
+    console.print(f"{changed.row_count} of {len(runs)} runs with an answer "
+                  f"{'would change' if dry_run else 'changed'}")
+
+
 @trajectories_app.command("import")
 def trajectories_import(
     ctx: typer.Context,

@@ -1,6 +1,7 @@
 #!/bin/bash
 # The whole learning loop as one recipe, every stage timed (RESULTS.md, "The full loop, timed"):
-#   import the project's harvest -> harvest more for HARVEST_SECONDS -> merge into the export ->
+#   import the project's harvest -> harvest more for HARVEST_SECONDS (MATH train) and
+#   TQA_HARVEST_SECONDS (TheoremQA, the half not held out; default 0) -> merge into the export ->
 #   dataset (verified runs, RaDeR's generated queries, the TheoremQA held-out theorems kept out;
 #   the LLM's replies cached in the project's benchmarks/generated_queries.jsonl, so only new
 #   positives cost model time; commit it with the export) ->
@@ -24,15 +25,23 @@ stage() {  # stage NAME COMMAND...: run it, record its wall time
   times+=("$label $((SECONDS - start))")
   echo "stage $label $((SECONDS - start)) s"
 }
-harvest() {  # a fixed wall time of harvest; timeout's 124 is the planned end, not a failure
-  timeout --signal=INT "${HARVEST_SECONDS:-1800}" rader --no-progress harvest \
-    --problems "$shared/problems/math_train.jsonl" --levels 1,2,3 --shuffle-seed 0 --limit 2000 \
-    --held-out-by id --held-out-fraction 0.1 || [ $? -eq 124 ]
+harvest() {  # harvest SECONDS PROBLEMS OPTIONS...: a fixed wall time of harvest;
+  # timeout's 124 is the planned end, not a failure
+  local seconds=$1 problems=$2
+  shift 2
+  [ "$seconds" -gt 0 ] || return 0
+  timeout --signal=INT "$seconds" rader --no-progress harvest --problems "$shared/problems/$problems" \
+    --shuffle-seed 0 "$@" || [ $? -eq 124 ]
 }
 rader corpus list | grep -q theoremqa ||
   rader corpus add "$shared/theorems/theoremqa_theorems.jsonl" --name theoremqa
 stage import rader trajectories import benchmarks/harvest.jsonl.gz
-stage harvest harvest
+stage harvest harvest "${HARVEST_SECONDS:-1800}" math_train.jsonl --levels 1,2,3 --limit 2000 \
+  --held-out-by id --held-out-fraction 0.1
+# TheoremQA's questions of the half of its theorems that the evaluation never scores: the only
+# harvest whose questions look like the held-out half's (0 skips it)
+stage harvest_theoremqa harvest "${TQA_HARVEST_SECONDS:-0}" theoremqa_dev.jsonl --limit 400 \
+  --held-out-by theorem --held-out-fraction 0.5
 stage export rader trajectories export benchmarks/harvest.jsonl.gz --source harvest --merge
 stage dataset rader --no-progress dataset build --out "$data" --dev-fraction 0.2 \
   --held-out-queries "$shared/problems/theoremqa_dev.jsonl" \

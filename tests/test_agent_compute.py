@@ -78,6 +78,8 @@ def test_verify_answer_with_math_verify(answer, gold, expected):
     ("answer", "gold", "answer_type", "expected"),
     [("3.14", "3.1415", "float", True), ("3.0", "3.1415", "float", False),
      ("-1.22e-5", "-1.23e-5", "float", True), (r"\frac{99}{100}", "1.0", "float", True),
+     ("0", "4.7e-34", "float", False), ("4.6e-34", "4.7e-34", "float", True),  # tiny golds: relative
+     ("1e-13", "0", "float", False), ("0.0", "0", "float", True),
      ("[0.51, 0.99]", "[0.5, 1.0]", "list of float", True), ("5.1", "5", "integer", False),
      ("true", "True", "bool", True), ("Yes.", "True", "bool", True), ("no", "True", "bool", False),
      ("maybe", "False", "bool", False), ("(c)", "(c)", "option", True)],

@@ -133,6 +133,34 @@ def test_a_bad_or_newer_import_is_refused_whole(tmp_path, capsys, home):
     assert len(TrajectoryStore(home / "trajectories.db").list()) == 1
 
 
+def test_reverify_corrects_flags_that_a_fixed_answer_rule_changes(capsys, home):
+    """A run verified by an old rule (0 accepted for a float gold of 4.7e-34) is corrected in the
+    store, its human judgments stay where they were, a dry run stores nothing, and a second pass
+    finds nothing left to change."""
+    from conftest import rader
+
+    store = TrajectoryStore(home / "trajectories.db")
+    runs = {}
+    for name, answer, flag in (("zero", "0", True), ("close", "4.6e-34", True), ("missed", "4.7e-34", False)):
+        run = sample(name)
+        run.problem = Problem(name, "The de Broglie wavelength of a tennis ball?", answer="4.7e-34",
+                              answer_type="float")
+        run.final_answer, run.verified = answer, flag
+        store.save(run)
+        runs[name] = run
+    store.add_human_judgment(runs["zero"].id, 1, Judgment("t1", False, "not this one", judge="human"))
+    code, out, _ = rader(capsys, "trajectories", "reverify", "--dry-run")
+    assert code == 0 and "2 of 3 runs with an answer would change" in out
+    assert store.get(runs["zero"].id).verified is True
+    code, out, _ = rader(capsys, "trajectories", "reverify")
+    assert code == 0 and "2 of 3 runs with an answer changed" in out
+    assert {r["id"] for r in store.list(verified=True)} == {runs["close"].id, runs["missed"].id}
+    corrected = store.get(runs["zero"].id)
+    assert corrected.verified is False and len(corrected.steps[0].judgments) == 2  # model's + human's
+    code, out, _ = rader(capsys, "trajectories", "reverify")
+    assert "0 of 3 runs with an answer changed" in out
+
+
 def test_human_judgments_attach_to_the_step(tmp_path):
     store = TrajectoryStore(tmp_path / "t.db")
     trajectory = sample()
