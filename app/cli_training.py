@@ -153,6 +153,10 @@ def register(app: typer.Typer, settings_for) -> None:
         = None,
         held_out_qrels: Annotated[Path | None, typer.Option(
             help="qrels of --held-out-queries (default: gold ids in the queries file)")] = None,
+        labels: Annotated[Path | None, typer.Option(
+            help="qrels naming the theorems each problem needs (problem id -> theorem id, e.g. "
+            "TheoremQA's): runs on those problems count verified or not, with the labelled theorems "
+            "they retrieved as positives")] = None,
         held_out_by: HeldOutByOpt = None,
         held_out_fraction: HeldOutFractionOpt = 0.5,
         generate_with: Annotated[str | None, typer.Option(
@@ -183,7 +187,7 @@ def register(app: typer.Typer, settings_for) -> None:
             shared_encoder,
             store_from_settings,
         )
-        from rader.retriever import BUILTIN_NAME, EXAMPLES_NAME, held_out_theorems
+        from rader.retriever import BUILTIN_NAME, EXAMPLES_NAME, held_out_theorems, load_qrels
         from rader.training.dataset import build_examples, split_by_problem, write_dataset
 
         settings = settings_for(ctx)
@@ -202,10 +206,12 @@ def register(app: typer.Typer, settings_for) -> None:
         bm25 = writer and retriever_from_settings(settings, corpus, kind="bm25")
         use_solved = worked_examples and bool(settings.example_corpora)  # none configured: nothing to load
         solved = example_corpus_from_settings(settings) if use_solved else None
+        labelled = labels and {problem: set(theorems) for problem, theorems in load_qrels(labels).items()}
         examples, report = build_examples(store.iter_trajectories(model=model), corpus, miner=miner,
                                           encoder=encoder, mined_per_query=mined_per_query, margin=margin,
                                           unverified=unverified, held_out=excluded, writer=writer,
                                           lexical_check=bm25, worked_examples=solved,
+                                          labels=labelled,
                                           show_progress=settings.show_progress)
         train, dev = split_by_problem(examples, dev_fraction=dev_fraction, seed=seed)
         mit_only = set(settings.corpora) <= {BUILTIN_NAME} and (  # MATH train's examples are MIT too
@@ -216,7 +222,7 @@ def register(app: typer.Typer, settings_for) -> None:
             "store": str(store.path), "corpora": settings.corpora, "mine": mine, "margin": margin,
             "dev_fraction": dev_fraction, "seed": seed, "model_filter": model,
             "unverified": unverified, "held_out_queries": held_out_queries and str(held_out_queries),
-            "generated_with": generate_with,
+            "generated_with": generate_with, "labels": labels and str(labels),
             "example_corpora": settings.example_corpora if use_solved else None,
             "held_out": held_out and f"{held_out.field} {held_out.fraction} seed {held_out.seed}"})
         stats = json.loads((folder / "stats.json").read_text())

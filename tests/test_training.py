@@ -287,6 +287,42 @@ def test_benchmark_runs_never_become_training_data():
     assert (report.trajectories, report.benchmark_runs) == (3, 2)
 
 
+def test_labelled_problems_count_without_verification(home, capsys, tmp_path):
+    """A wrong run on a labelled problem: the labelled theorem it retrieved is the positive (the
+    judge's "irrelevant" there loses to the label), other theorems the judge rejected are
+    negatives, one it liked is dropped, and no generated query is asked for a label. Unlabelled
+    wrong runs still give nothing; a step that never retrieved the label gives nothing."""
+    gold, liked, rejected = IDS[:3]
+    labelled = trajectory("tq1", [
+        step(1, [("problem tq1", "problem"), ("a guess", "llm_query")],
+             {gold: False, liked: True, rejected: False}),
+        step(2, [("a later step", "cot_step")], {liked: True, rejected: False}),
+    ], verified=False)
+    unlabelled = trajectory("m1", [step(1, [("other query", "llm_query")], {liked: True, rejected: False})],
+                            verified=False)
+    runs = [labelled, unlabelled]
+    assert build_examples(runs, CORPUS)[0] == []  # RaDeR's rule: wrong runs give nothing
+    examples, report = build_examples(runs, CORPUS, labels={"tq1": {gold}, "unused": {IDS[5]}})
+    found = by_query(examples)
+    assert set(found) == {("problem tq1", "problem"), ("a guess", "llm_query")}
+    for example in found.values():
+        assert [p.docid for p in example.positives] == [gold]
+        assert [n.docid for n in example.negatives] == [rejected] and example.scores[gold] == 1.0
+    assert report.labelled_runs == 1
+    store = TrajectoryStore(home / "trajectories.db")
+    for run in runs:
+        store.save(run)
+    store.close()
+    qrels = tmp_path / "labels.tsv"
+    qrels.write_text(f"query-id\tcorpus-id\tscore\ntq1\t{gold}\t1\n")
+    code, _, err = rader(capsys, "--no-progress", "dataset", "build", "--out", str(home / "labelled"),
+                         "--mine", "none", "--dev-fraction", "0", "--labels", str(qrels))
+    assert code == 0, err
+    stats = json.loads((home / "labelled" / "stats.json").read_text())
+    assert stats["train"]["examples"] == 2 and stats["build"]["labelled_runs"] == 1
+    assert stats["labels"] == str(qrels)
+
+
 def test_dataset_build_leaves_out_an_eval_sets_held_out_theorems(stored, home, capsys, tmp_path):
     """The theorems of the held-out half of an eval set stay out of the data, mined ones too."""
     queries, qrels = tmp_path / "eval.jsonl", tmp_path / "eval.qrels.tsv"

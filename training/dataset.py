@@ -1,20 +1,22 @@
 """Stored trajectories -> RaDeR training examples, split by problem, exported three ways.
 
-The RaDeR recipe: a theorem judged relevant to a step of a trajectory whose final answer
-is verified is a positive for every query of that step (the model's query, the step
-itself, its keywords, the problem on the first step). Theorems retrieved for the step but
-judged irrelevant are hard negatives; more are mined from a retriever's top-k, skipping
-anything judged relevant anywhere for the same problem and anything the encoder scores
-within ``margin`` of the positive (likely false negatives); a negative bearing a positive's
-name (its twin in another corpus, as the built-in "Quadratic formula" and TheoremQA's
-"Quadratic Formula") is dropped too. A human judgment (from the
-UI) overrides the model's, and counts on any trajectory, verified or not. ``unverified=True``
-relaxes the recipe: the model's verdicts count on every finished run. Each judged passage
-keeps the judge's P(yes) as a graded label. Theorem ids are taken as the corpus resolves
-them, so the ids of entries merged into another (aliases) count as that entry. Worked
-examples (solved problems) judged for a step are passages too, given their corpus: a query
-whose judged examples include a useful one becomes an example of its own, with the examples
-judged useless as its negatives (no mined ones: the miner searches theorems). With a
+The RaDeR recipe: a theorem judged relevant to a step of a trajectory whose final answer is
+verified is a positive for every query of that step (the model's query, the step itself, its
+keywords, the problem on the first step). Theorems retrieved for the step but judged irrelevant
+are hard negatives; more are mined from a retriever's top-k, skipping anything judged relevant
+anywhere for the same problem and anything the encoder scores within ``margin`` of the positive
+(likely false negatives); a negative bearing a positive's name (its twin in another corpus, as
+the built-in "Quadratic formula" and TheoremQA's "Quadratic Formula") is dropped too. A human
+judgment (from the UI) overrides the model's, and counts on any trajectory, verified or not.
+``unverified=True`` relaxes the recipe: the model's verdicts count on every finished run.
+Problems with theorem labels (TheoremQA's qrels) need no verification either: a labelled
+theorem a step retrieved is that step's positive, and what the judge rejected there its
+negatives (the label says which theorem the problem needs, whatever the model then computed).
+Each judged passage keeps the judge's P(yes) as a graded label. Theorem ids are taken as the
+corpus resolves them, so the ids of entries merged into another (aliases) count as that entry.
+Worked examples (solved problems) judged for a step are passages too, given their corpus: a
+query whose judged examples include a useful one becomes an example of its own, with the
+examples judged useless as its negatives (no mined ones: the miner searches theorems). With a
 ``writer`` (an LLM), RaDeR's generated queries join them (`rader.training.generate`).
 
 Example:
@@ -59,6 +61,7 @@ class BuildReport:
     duplicates_merged: int = 0
     held_out_theorems: int = 0  # theorem ids kept out of the data (an evaluation set's)
     held_out_dropped: int = 0  # positives and negatives dropped for being held out
+    labelled_runs: int = 0  # runs on problems with theorem labels (their verdicts need no verification)
     benchmark_runs: int = 0  # `rader bench agent` runs: measurements on held-out problems, never data
     generated: dict[str, int] = field(default_factory=dict)  # the LLM pass: asked, cached, dropped
     stats: dict[str, Any] = field(default_factory=dict)
@@ -66,8 +69,8 @@ class BuildReport:
 
 class Verdict(NamedTuple):
     relevant: bool
-    judge: str  # "model" or "human"
-    score: float | None  # the judge's P(yes); a human's verdict counts as 1.0 or 0.0
+    judge: str  # "model", "human" or "label" (the problem's labelled theorem, retrieved)
+    score: float | None  # the judge's P(yes); a human's verdict or a label counts as 1.0 or 0.0
 
 
 def _same(theorem_id: str) -> str:
@@ -75,18 +78,23 @@ def _same(theorem_id: str) -> str:
 
 
 def step_verdicts(step: Step, verified: bool | None, *, unverified: bool = False,
-                  resolve: Callable[[str], str] = _same) -> dict[str, Verdict]:
+                  resolve: Callable[[str], str] = _same, labelled: Iterable[str] = ()) -> dict[str, Verdict]:
     """theorem id (as ``resolve`` maps it) -> verdict, for the judgments that count: a human's on
     any run, the model's only on runs whose answer is verified (on every finished run with
-    ``unverified``); a human's wins over the model's, and between the model's, "relevant" wins."""
-    verdicts: dict[str, Verdict] = {}
+    ``unverified``); a human's wins over the model's, and between the model's, "relevant" wins.
+    ``labelled``, the problem's labelled theorems: those the step retrieved are relevant on any
+    run, and the model's "irrelevant" for the others counts too."""
+    labelled = {resolve(t) for t in labelled}
+    verdicts = {t: Verdict(True, "label", 1.0)
+                for t in (resolve(hit.theorem_id) for hit in step.hits) if t in labelled}
+    counts = verified is True or unverified
     for judgment in step.judgments:
         theorem_id = resolve(judgment.theorem_id)
         held = verdicts.get(theorem_id)
         if judgment.judge == "human":
             verdicts[theorem_id] = Verdict(judgment.relevant, "human", float(judgment.relevant))
-        elif not (verified is True or unverified) or (held and held.judge == "human"):
-            continue
+        elif (held and held.judge != "model") or not (counts or (labelled and not judgment.relevant)):
+            continue  # a human's verdict and a label are final
         elif held is None or judgment.relevant or not held.relevant:  # between the model's, "relevant" wins
             verdicts[theorem_id] = Verdict(judgment.relevant, "model", judgment.score)
     return verdicts
@@ -124,10 +132,13 @@ class _Draft:
 
 
 def gather_drafts(trajectories: Iterable[Trajectory], report: BuildReport, *, unverified: bool = False,
-                  resolve: Callable[[str], str] = _same,
-                  contexts: list[PositiveContext] | None = None) -> tuple[dict[tuple, _Draft], dict]:
+                  resolve: Callable[[str], str] = _same, contexts: list[PositiveContext] | None = None,
+                  labels: dict[str, set[str]] | None = None) -> tuple[dict[tuple, _Draft], dict]:
     """One draft per (problem, query kind, query text); also every theorem judged relevant per
-    problem, and (into ``contexts``) each positive with the solution before its step."""
+    problem, and (into ``contexts``) each judged positive with the solution before its step
+    (a label is no judgment of a retrieval, so RaDeR's generated queries are not written for it).
+    ``labels``: problem id -> its labelled theorem ids."""
+    labels = labels or {}
     drafts: dict[tuple[str, str, str], _Draft] = {}
     relevant_for_problem: dict[str, set[str]] = defaultdict(set)
     for trajectory in trajectories:
@@ -138,14 +149,18 @@ def gather_drafts(trajectories: Iterable[Trajectory], report: BuildReport, *, un
         if trajectory.source == "bench":
             report.benchmark_runs += 1  # its problems are a benchmark's (and "gold" mode was handed
             continue  # the answer's theorem): learning from them would leak the test into training
+        labelled = labels.get(trajectory.problem.id, set())
+        report.labelled_runs += bool(labelled)
         for step in trajectory.steps:
             report.human_judgments += sum(j.judge == "human" for j in step.judgments)
-            verdicts = step_verdicts(step, trajectory.verified, unverified=unverified, resolve=resolve)
+            verdicts = step_verdicts(step, trajectory.verified, unverified=unverified, resolve=resolve,
+                                     labelled=labelled)
             if not verdicts:
                 continue
             relevant_for_problem[trajectory.problem.id].update(t for t, v in verdicts.items() if v.relevant)
             if contexts is not None:
-                contexts.extend(_positive_contexts(trajectory, step, verdicts))
+                contexts.extend(_positive_contexts(
+                    trajectory, step, {t: v for t, v in verdicts.items() if v.judge != "label"}))
             for query in step.queries:
                 key = (trajectory.problem.id, query.kind, _normalise(query.text))
                 if key in drafts:
@@ -197,7 +212,7 @@ def build_examples(trajectories: Iterable[Trajectory], corpus: Corpus, *, miner:
                    encoder: Encoder | None = None, mine_depth: int = 10, mined_per_query: int = 3,
                    margin: float = 0.05, unverified: bool = False, held_out: Iterable[str] = (),
                    writer: QueryWriter | None = None, lexical_check: Retriever | None = None,
-                   worked_examples: Corpus | None = None,
+                   worked_examples: Corpus | None = None, labels: dict[str, set[str]] | None = None,
                    show_progress: bool = False) -> tuple[list[TrainingExample], BuildReport]:
     """Training examples from ``trajectories``; ``miner`` adds mined negatives, ``encoder`` guards them.
     ``unverified`` also takes the judge's verdicts from runs whose answer is wrong or missing
@@ -206,7 +221,9 @@ def build_examples(trajectories: Iterable[Trajectory], corpus: Corpus, *, miner:
     left without a positive gives no example. ``writer`` adds RaDeR's generated queries (its
     lexical ones kept when ``lexical_check``, a BM25 retriever, finds their theorem again).
     ``worked_examples``, the worked-example corpus the runs retrieved from, turns their judged
-    examples into examples too (pass it to `write_dataset` as well)."""
+    examples into examples too (pass it to `write_dataset` as well). ``labels`` (problem id ->
+    theorem ids, e.g. TheoremQA's qrels) lets runs on labelled problems count unverified: the
+    labelled theorems they retrieved are positives, the ones the judge rejected negatives."""
     def resolve(theorem_id: str) -> str:  # an alias (a merged-away entry's id) -> the entry's id
         return corpus.get(theorem_id).id if theorem_id in corpus else theorem_id
 
@@ -214,7 +231,7 @@ def build_examples(trajectories: Iterable[Trajectory], corpus: Corpus, *, miner:
     report = BuildReport(held_out_theorems=len(held_out))
     contexts: list[PositiveContext] | None = [] if writer is not None else None
     by_key, relevant_for_problem = gather_drafts(trajectories, report, unverified=unverified, resolve=resolve,
-                                                 contexts=contexts)
+                                                 contexts=contexts, labels=labels)
     if writer is not None:
         if lexical_check is None:
             raise RaderError("generated lexical queries need a BM25 retriever to check them")
