@@ -249,8 +249,10 @@ class TrajectoryStore:
         """Write matching trajectories as JSON Lines (gzipped when the name ends in .gz) or
         Parquet. With ``merge`` an existing file keeps its trajectories and takes the store's
         by id, as `merge` does (new ids added, a finished run in place of an unfinished one),
-        so a committed harvest export grows session after session without duplicates; rows
-        are ordered by start time, so the file changes only where runs were added."""
+        so a committed harvest export grows session after session without duplicates; a finished
+        run the store holds otherwise (its answer checked again by `rader trajectories
+        reverify`, a human's judgment added) replaces the file's copy too. Rows are ordered by
+        start time, so the file changes only where runs were added or corrected."""
         if fmt not in ("jsonl", "parquet"):
             raise RaderError(f"unknown export format {fmt!r}; choose jsonl or parquet")
         path = Path(path)
@@ -258,7 +260,9 @@ class TrajectoryStore:
         report = ExportReport()
         for trajectory in self.iter_trajectories(**filters):
             old = held.get(trajectory.id)
-            if not supersedes(trajectory, old and old.status):
+            corrected = (old is not None and old.status in FINISHED_STATUSES
+                         and trajectory.status in FINISHED_STATUSES and old.to_dict() != trajectory.to_dict())
+            if not (corrected or supersedes(trajectory, old and old.status)):
                 report.kept += 1
                 continue
             report.added += old is None

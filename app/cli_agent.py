@@ -220,8 +220,8 @@ def trajectories_reverify(
 ) -> None:
     """Check the stored runs' final answers against their gold answers again, by today's answer
     rules, and correct the verified flags that changed (after a fix to those rules: a dataset
-    built from the store would otherwise keep a wrong label). An export merged with --merge
-    keeps its own copies: export without --merge to rewrite it from the corrected store."""
+    built from the store would otherwise keep a wrong label); the next `export --merge` writes
+    the corrected runs over the file's copies."""
     from tqdm.auto import tqdm
 
     from rader.agent.sandbox import verify_answer

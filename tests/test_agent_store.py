@@ -135,8 +135,8 @@ def test_a_bad_or_newer_import_is_refused_whole(tmp_path, capsys, home):
 
 def test_reverify_corrects_flags_that_a_fixed_answer_rule_changes(capsys, home):
     """A run verified by an old rule (0 accepted for a float gold of 4.7e-34) is corrected in the
-    store, its human judgments stay where they were, a dry run stores nothing, and a second pass
-    finds nothing left to change."""
+    store, its human judgments stay where they were, a dry run stores nothing, a second pass
+    finds nothing left to change, and the next merged export takes the corrected copies."""
     from conftest import rader
 
     store = TrajectoryStore(home / "trajectories.db")
@@ -149,6 +149,8 @@ def test_reverify_corrects_flags_that_a_fixed_answer_rule_changes(capsys, home):
         store.save(run)
         runs[name] = run
     store.add_human_judgment(runs["zero"].id, 1, Judgment("t1", False, "not this one", judge="human"))
+    export = home / "harvest.jsonl.gz"
+    rader(capsys, "trajectories", "export", str(export), "--merge")
     code, out, _ = rader(capsys, "trajectories", "reverify", "--dry-run")
     assert code == 0 and "2 of 3 runs with an answer would change" in out
     assert store.get(runs["zero"].id).verified is True
@@ -159,6 +161,10 @@ def test_reverify_corrects_flags_that_a_fixed_answer_rule_changes(capsys, home):
     assert corrected.verified is False and len(corrected.steps[0].judgments) == 2  # model's + human's
     code, out, _ = rader(capsys, "trajectories", "reverify")
     assert "0 of 3 runs with an answer changed" in out
+    code, out, _ = rader(capsys, "trajectories", "export", str(export), "--merge")
+    assert "0 added, 2 replaced, 1 already there" in out  # the corrected runs over the file's copies
+    assert {t.id: t.verified for t in read_trajectories(export)} == {
+        runs["zero"].id: False, runs["close"].id: True, runs["missed"].id: True}
 
 
 def test_human_judgments_attach_to_the_step(tmp_path):
