@@ -71,9 +71,7 @@ class TrajectoryStore:
         self._lock = threading.Lock()
         try:
             if readonly:
-                target = f"{self.path.as_uri()}?mode=ro" if self.path.is_file() else ":memory:"
-                self._db = sqlite3.connect(target, uri=True, check_same_thread=False, isolation_level=None)
-                self._db.execute("PRAGMA query_only=1")
+                self._db = _connect_readonly(self.path)
             else:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
@@ -361,6 +359,27 @@ def supersedes(incoming: Trajectory, held_status: str | None) -> bool:
     a new id always; a finished run over an unfinished one; otherwise the held copy stays."""
     return held_status is None or (held_status not in FINISHED_STATUSES
                                    and incoming.status in FINISHED_STATUSES)
+
+
+def _connect_readonly(path: Path) -> sqlite3.Connection:
+    """A read-only connection. A WAL store needs its -shm index file to be read; where that file
+    cannot be created (a full disk, a read-only folder) no process holds the store, so its WAL
+    was checkpointed when the last one closed, and the file is read as immutable instead."""
+    def connect(target: str) -> sqlite3.Connection:
+        return sqlite3.connect(target, uri=True, check_same_thread=False, isolation_level=None)
+
+    if not path.is_file():
+        return connect(":memory:")
+    db = connect(f"{path.as_uri()}?mode=ro")
+    try:
+        db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.OperationalError as err:
+        if not any(cause in str(err) for cause in ("I/O error", "unable to open")):
+            raise
+        db.close()
+        db = connect(f"{path.as_uri()}?immutable=1")
+    db.execute("PRAGMA query_only=1")
+    return db
 
 
 def _store_error(path: Path, action: str, err: sqlite3.Error) -> str:

@@ -291,7 +291,9 @@ def _store_one_run(home: Path) -> str:
     trajectory = Trajectory.start(Problem("p", "1+1?", answer="2"), model="m", retriever="none",
                                   trajectory_id="ab_c%1")
     trajectory.status = "done"
-    TrajectoryStore(home / "trajectories.db").save(trajectory)
+    store = TrajectoryStore(home / "trajectories.db")
+    store.save(trajectory)
+    store.close()  # as a finished process leaves it (no -wal or -shm file), not whenever GC gets to it
     return trajectory.id
 
 
@@ -314,7 +316,10 @@ def test_solve_on_a_full_disk_names_the_disk(home, scripted_llm):
     env = {"RADER_LLM__BACKEND": "openai", "RADER_LLM__BASE_URL": scripted_llm.url, "RADER_LLM__MODEL": "s"}
     result = _rader_process("solve", "2x = 10?", "-r", "none", limit_bytes=1, env=env)
     assert result.returncode == 2, result.stderr
-    assert "could not write trajectory" in result.stderr and "MiB free on the disk holding" in result.stderr
+    # a store no process holds cannot even be opened for writing there (SQLite's -shm index is a
+    # new file to create); the error says so and names the disk
+    assert "could not open the trajectory store" in result.stderr
+    assert "MiB free on the disk holding" in result.stderr
     assert "Traceback" not in result.stderr and "cannot rollback" not in result.stderr
 
 
