@@ -74,11 +74,10 @@ class TrajectoryStore:
                 self._db = _connect_readonly(self.path)
             else:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+                self._db = _connect(self.path)
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("PRAGMA busy_timeout=10000")
-            self._db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+                self._db.execute("SELECT count(*) FROM sqlite_master").fetchone()
         except OSError as err:
             raise RaderError(f"cannot open the trajectory store {self.path}: {err}") from None
         except sqlite3.DatabaseError as err:
@@ -88,7 +87,7 @@ class TrajectoryStore:
         if readonly:
             self._check_version(self.schema_version())
             if self.schema_version() is None:  # nothing stored yet: an empty store to read
-                self._db = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
+                self._db = _connect(":memory:")
                 self._db.executescript(_SCHEMA)
             self.interrupted_on_open = 0
             return
@@ -361,23 +360,28 @@ def supersedes(incoming: Trajectory, held_status: str | None) -> bool:
                                    and incoming.status in FINISHED_STATUSES)
 
 
+def _connect(target: str | Path, *, uri: bool = False) -> sqlite3.Connection:
+    """A connection shared by the store's threads, in autocommit (writes open their own
+    transactions), waiting up to 10 s for another process's lock."""
+    db = sqlite3.connect(target, uri=uri, check_same_thread=False, isolation_level=None)
+    db.execute("PRAGMA busy_timeout=10000")
+    return db
+
+
 def _connect_readonly(path: Path) -> sqlite3.Connection:
     """A read-only connection. A WAL store needs its -shm index file to be read; where that file
     cannot be created (a full disk, a read-only folder) no process holds the store, so its WAL
     was checkpointed when the last one closed, and the file is read as immutable instead."""
-    def connect(target: str) -> sqlite3.Connection:
-        return sqlite3.connect(target, uri=True, check_same_thread=False, isolation_level=None)
-
     if not path.is_file():
-        return connect(":memory:")
-    db = connect(f"{path.as_uri()}?mode=ro")
+        return _connect(":memory:")
+    db = _connect(f"{path.as_uri()}?mode=ro", uri=True)
     try:
         db.execute("SELECT count(*) FROM sqlite_master").fetchone()
     except sqlite3.OperationalError as err:
         if not any(cause in str(err) for cause in ("I/O error", "unable to open")):
             raise
         db.close()
-        db = connect(f"{path.as_uri()}?immutable=1")
+        db = _connect(f"{path.as_uri()}?immutable=1", uri=True)
     db.execute("PRAGMA query_only=1")
     return db
 

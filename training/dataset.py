@@ -78,13 +78,13 @@ def _same(theorem_id: str) -> str:
 
 
 def step_verdicts(step: Step, verified: bool | None, *, unverified: bool = False,
-                  resolve: Callable[[str], str] = _same, labelled: Iterable[str] = ()) -> dict[str, Verdict]:
+                  resolve: Callable[[str], str] = _same,
+                  labelled: frozenset[str] = frozenset()) -> dict[str, Verdict]:
     """theorem id (as ``resolve`` maps it) -> verdict, for the judgments that count: a human's on
     any run, the model's only on runs whose answer is verified (on every finished run with
     ``unverified``); a human's wins over the model's, and between the model's, "relevant" wins.
-    ``labelled``, the problem's labelled theorems: those the step retrieved are relevant on any
-    run, and the model's "irrelevant" for the others counts too."""
-    labelled = {resolve(t) for t in labelled}
+    ``labelled``, the problem's labelled theorems (ids as ``resolve`` maps them): those the step
+    retrieved are relevant on any run, and the model's "irrelevant" for the others counts too."""
     verdicts = {t: Verdict(True, "label", 1.0)
                 for t in (resolve(hit.theorem_id) for hit in step.hits) if t in labelled}
     counts = verified is True or unverified
@@ -149,7 +149,7 @@ def gather_drafts(trajectories: Iterable[Trajectory], report: BuildReport, *, un
         if trajectory.source == "bench":
             report.benchmark_runs += 1  # its problems are a benchmark's (and "gold" mode was handed
             continue  # the answer's theorem): learning from them would leak the test into training
-        labelled = labels.get(trajectory.problem.id, set())
+        labelled = frozenset(resolve(t) for t in labels.get(trajectory.problem.id, ()))
         report.labelled_runs += bool(labelled)
         for step in trajectory.steps:
             report.human_judgments += sum(j.judge == "human" for j in step.judgments)
