@@ -10,7 +10,7 @@ call the bare model would make.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
@@ -79,25 +79,31 @@ class Written:
     usage: Usage
     ended: bool  # the model finished its text (end of generation) rather than being cut
     chunks: int  # streamed pieces: a token count where the server reports none (a cut stream)
+    logprobs: list[tuple[str, float]] = field(default_factory=list)  # (token, log-probability), if asked
 
 
 def write(llm: BaseChatModel, system: str, user: str, solution: str, *, max_tokens: int,
-          cut: Callable[[str], int | None]) -> Written:
+          cut: Callable[[str], int | None], logprobs: bool = False) -> Written:
     """Continue ``solution`` (the assistant's unfinished message) for at most ``max_tokens``.
 
     ``cut(text)`` sees the new text as it streams and returns where to cut it (the graph acts
     there) or None to go on; the stream is then closed, which stops the server's generation.
-    A server that echoes the unfinished message before its continuation is handled.
+    A server that echoes the unfinished message before its continuation is handled. With
+    ``logprobs``, each streamed token's log-probability is kept, as far as the server reports
+    them (llama.cpp, vLLM and OpenAI-compatible servers do; the transformers runtime does not).
     """
     messages: list[BaseMessage] = [SystemMessage(system), HumanMessage(user)]
     if solution:
         messages.append(AIMessage(solution))
-    text, last, chunks, cut_at, finish = "", None, 0, None, None
+    text, last, chunks, cut_at, finish, scored = "", None, 0, None, None, []
     try:
-        stream = llm.stream(messages, max_tokens=max_tokens)
+        stream = llm.stream(messages, max_tokens=max_tokens, **({"logprobs": True} if logprobs else {}))
         for chunk in stream:
             last = chunk if getattr(chunk, "usage_metadata", None) else last
-            finish = (chunk.response_metadata or {}).get("finish_reason") or finish
+            metadata = chunk.response_metadata or {}
+            finish = metadata.get("finish_reason") or finish
+            tokens = (metadata.get("logprobs") or {}).get("content") or []
+            scored += [(token["token"], token["logprob"]) for token in tokens]
             piece = chunk.content if isinstance(chunk.content, str) else ""
             if not piece:
                 continue
@@ -119,4 +125,4 @@ def write(llm: BaseChatModel, system: str, user: str, solution: str, *, max_toke
     if not usage.completion:
         usage.completion = chunks
     ended = cut_at is None and finish != "length" and chunks < max_tokens
-    return Written(text, usage, ended, chunks)
+    return Written(text, usage, ended, chunks, scored)

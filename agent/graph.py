@@ -40,6 +40,7 @@ from langgraph.runtime import Runtime
 
 from rader.agent import prompts
 from rader.agent.calls import LLMFailure, Usage, chat, write
+from rader.agent.confidence import lowest_window_confidence
 from rader.agent.judge import is_example, judge_hits
 from rader.agent.protocol import clean, find_request, last_boxed, lexical_keywords, paragraphs, parse_query
 from rader.agent.records import Step
@@ -104,6 +105,12 @@ def _item(context: AgentContext, hit: dict[str, Any]) -> Theorem:
     return source.theorem(hit["theorem_id"])
 
 
+def attempt_steps(state: AgentState) -> list[dict[str, Any]]:
+    """The steps of the current attempt at the solution (a second attempt, after an unsure
+    first one, starts from the problem again; the first one's steps stay in the record)."""
+    return state.get("steps", [])[state.get("attempt_start", 0):]
+
+
 def elapsed(state: AgentState) -> float:
     return time.time() - state.get("started", time.time())
 
@@ -129,7 +136,7 @@ def can_retrieve(state: AgentState, config: AgentConfig) -> bool:
 def theorem_queries(state: AgentState, context: AgentContext, pending: Pending) -> list[Query]:
     """The queries of one theorem retrieval: the model's request or the query it writes
     (llm_query), the problem or the last step, and the step's keywords (lexical)."""
-    problem, steps = state["problem"]["text"], [s["thought"] for s in state.get("steps", [])]
+    problem, steps = state["problem"]["text"], [s["thought"] for s in attempt_steps(state)]
     request = state.get("request") or {}
     queries = []
     if request.get("kind") == "search":
@@ -196,7 +203,7 @@ def retrieve(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any
     problem = state["problem"]
     queries: list[Query] = []
     hits: list[Hit] = []
-    if examples is not None and not state.get("steps"):
+    if examples is not None and not attempt_steps(state):
         example_query = Query(problem["text"], "problem")
 
         def not_the_problem(hit: Hit) -> bool:
@@ -223,7 +230,7 @@ def judge(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
     started = time.perf_counter()
     pending = dict(state["pending"])
     items = [_item(context, hit) for hit in pending["hits"]]
-    steps = [s["thought"] for s in state.get("steps", [])]
+    steps = [s["thought"] for s in attempt_steps(state)]
     judgments, usage, events = [], Usage(), []
     if config.judge and items:
         for group in ([i for i in items if is_example(i)], [i for i in items if not is_example(i)]):
@@ -250,7 +257,7 @@ def judge(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
                        "events": pending["events"] + events}, usage, time.perf_counter() - started)
     update: dict[str, Any] = {"pending": pending, "tokens": state.get("tokens", 0) + usage.total,
                               "request": None}
-    if state.get("steps"):  # mid-solution: the result follows the model's request in its own text
+    if steps:  # mid-solution: the result follows the model's request in its own text
         update["solution"] = state.get("solution", "") + prompts.search_result(quoted)
     else:
         update["references"] = quoted
@@ -293,21 +300,25 @@ def reason(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
     user = prompts.solve_prompt(state["problem"]["text"], state.get("references", []))
     try:
         written = write(context.llm, _system(context), user, solution, max_tokens=budget,
-                        cut=cut_point(state, context))
+                        cut=cut_point(state, context), logprobs=_may_retry(state, config))
         text, usage, ended = clean(written.text), written.usage, written.ended
     except LLMFailure as err:
         events.append(f"reasoning failed: {err}")
-        text, usage, ended = "", Usage(), False
+        written, text, usage, ended = None, "", Usage(), False
     pending = _charge({**pending, "events": events}, usage, time.perf_counter() - started)
     totals = {"tokens": state.get("tokens", 0) + usage.total,
               "solution_tokens": state.get("solution_tokens", 0) + usage.completion}
+    if written is not None and written.logprobs:  # the least sure window of any call of the attempt
+        found = lowest_window_confidence([lp for _, lp in written.logprobs], config.confidence_window)
+        earlier = state.get("confidence")
+        totals["confidence"] = found if earlier is None else min(earlier, found)
     request = find_request(text, requests) if requests else None
     if request is not None and request.kind == "search" and not can_retrieve(state, config):
         text += "Search result: no more searches in this run; go on without it.\n\n"
         request = None
     new = paragraphs(text)
     if not new:
-        if ended and state.get("steps"):  # the model ended its solution
+        if ended and attempt_steps(state):  # the model ended its solution
             return {**totals, "done_writing": True, "pending": None}
         reasks = state.get("reasks", 0) + 1
         if reasks > config.reasks:
@@ -360,7 +371,7 @@ def conclude(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any
 
 def finish(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
     config = runtime.context.config
-    answer = last_boxed(state.get("solution", ""))
+    answer = last_boxed(state.get("solution", "")) or state.get("first_answer")
     gold = state["problem"].get("answer")
     verified = verify_answer(answer, str(gold), answer_type=state["problem"].get("answer_type"),
                              limits=config.compute_limits) if answer and gold is not None else None
@@ -375,7 +386,13 @@ def finish(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
         reason_ = f"answer forced after {cause}" if forced else f"answered; cut by {cause}"
     else:
         status, reason_ = "budget_exhausted", over_budget(state, config) or "budget"
-    return {"status": status, "verified": verified, "final_answer": answer, "stop_reason": reason_}
+    update = {"status": status, "verified": verified, "final_answer": answer, "stop_reason": reason_}
+    confidence, steps = state.get("confidence"), state.get("steps")
+    if _may_retry(state, config) and steps and (confidence or 0) >= config.unsure_below:  # why no retrieval
+        last = steps[-1]
+        event = f"sure of the first attempt (confidence {confidence:.2f} >= {config.unsure_below:g})"
+        update["steps"] = [{**last, "events": [*last["events"], event]}]
+    return update
 
 
 def start(state: AgentState) -> dict[str, Any]:
@@ -389,27 +406,70 @@ def start(state: AgentState) -> dict[str, Any]:
 def first_move(state: AgentState, runtime: Runtime[AgentContext]) -> Literal["retrieve", "reason"]:
     context = runtime.context
     sources = context.retriever is not None or context.examples is not None
-    wanted = context.config.retrieve_before and sources
+    wanted = context.config.retrieve_before and sources and context.config.retrieve_when == "always"
     return "retrieve" if wanted and can_retrieve(state, context.config) else "reason"
 
 
 def after_retrieve(state: AgentState) -> Literal["judge", "reason"]:
-    return "judge" if state["pending"]["hits"] or state.get("steps") else "reason"
+    return "judge" if state["pending"]["hits"] or attempt_steps(state) else "reason"
+
+
+def _may_retry(state: AgentState, config: AgentConfig) -> bool:
+    """Whether this is the first attempt of a run that retrieves only when unsure of it."""
+    return config.retrieve_when == "unsure" and not state.get("retried")
+
+
+def settle(state: AgentState, runtime: Runtime[AgentContext]) -> Literal["retry", "finish"]:
+    """After the first attempt of ``retrieve_when="unsure"``: retrieve and solve again when its
+    answer is missing, forced, or written at a confidence under ``unsure_below`` (unknown
+    confidence, from a runtime without log-probabilities, counts as unsure)."""
+    context = runtime.context
+    config = context.config
+    sources = context.retriever is not None or context.examples is not None
+    if (not _may_retry(state, config) or not sources or state.get("status") == "error"
+            or not can_retrieve(state, config) or elapsed(state) >= config.max_seconds
+            or state.get("tokens", 0) >= config.max_tokens):
+        return "finish"
+    confidence = state.get("confidence")
+    answered = last_boxed(state.get("solution", "")) is not None and not state.get("forced_answer")
+    sure = answered and confidence is not None and confidence >= config.unsure_below
+    return "finish" if sure else "retry"
+
+
+def retry(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
+    """Set the unsure first attempt aside (its steps stay in the record) and start again from
+    the problem, with retrieval first."""
+    config = runtime.context.config
+    answer = last_boxed(state.get("solution", ""))
+    confidence = state.get("confidence")
+    why = ("no answer" if answer is None else "a forced answer" if state.get("forced_answer")
+           else "confidence unknown" if confidence is None
+           else f"confidence {confidence:.2f} < {config.unsure_below:g}")
+    steps = state.get("steps", [])
+    update: dict[str, Any] = {
+        "retried": True, "first_answer": answer, "attempt_start": len(steps), "solution": "",
+        "references": [], "solution_tokens": 0, "done_writing": False, "looping": False,
+        "forced_answer": False, "request": None, "pending": None, "reasks": 0}
+    if steps:
+        last = steps[-1]
+        event = f"unsure of the first attempt ({why}): retrieving and solving again"
+        update["steps"] = [{**last, "events": [*last["events"], event]}]
+    return update
 
 
 def after_reason(state: AgentState, runtime: Runtime[AgentContext]
-                 ) -> Literal["compute", "retrieve", "reason", "conclude", "finish"]:
+                 ) -> Literal["compute", "retrieve", "reason", "conclude", "retry", "finish"]:
     context = runtime.context
     config = context.config
     if state.get("status") == "error" or state.get("done_writing"):
-        return "finish"
+        return settle(state, runtime)
     request = state.get("request") or {}
     if request.get("kind") == "compute":
         return "compute"
     if over_budget(state, config) or state.get("looping"):
         answered = last_boxed(state.get("solution", "")) is not None
-        wanted = config.force_answer and state.get("steps") and not answered
-        return "conclude" if wanted and elapsed(state) < config.max_seconds else "finish"
+        wanted = config.force_answer and attempt_steps(state) and not answered
+        return "conclude" if wanted and elapsed(state) < config.max_seconds else settle(state, runtime)
     if request.get("kind") == "search" or scheduled(state, context):
         return "retrieve" if can_retrieve(state, config) else "reason"
     return "reason"
@@ -442,16 +502,17 @@ def compile_graph(checkpointer: Any = None, context: AgentContext | None = None)
     graph = StateGraph(AgentState, context_schema=AgentContext)
     graph.add_node("start", start)
     for name, node in (("retrieve", retrieve), ("judge", judge), ("reason", reason), ("compute", run_compute),
-                       ("conclude", conclude), ("finish", finish)):
+                       ("conclude", conclude), ("retry", retry), ("finish", finish)):
         graph.add_node(name, bound(node))
     graph.add_edge(START, "start")
     graph.add_conditional_edges("start", bound(first_move), ["retrieve", "reason"])
     graph.add_conditional_edges("retrieve", after_retrieve)
     graph.add_edge("judge", "reason")
     graph.add_conditional_edges("reason", bound(after_reason), ["compute", "retrieve", "reason", "conclude",
-                                                                 "finish"])
+                                                                 "retry", "finish"])
     graph.add_edge("compute", "reason")
-    graph.add_edge("conclude", "finish")
+    graph.add_conditional_edges("conclude", bound(settle), ["retry", "finish"])
+    graph.add_edge("retry", "retrieve")
     graph.add_edge("finish", END)
     return graph.compile(checkpointer=checkpointer, name="rader")
 

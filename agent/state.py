@@ -4,7 +4,7 @@ agent's settings, and a run's context (the models and retrievers it works with).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Annotated, Any, TypedDict
+from typing import Annotated, Any, Literal, TypedDict
 
 from rader.agent.sandbox import ComputeLimits
 
@@ -61,6 +61,10 @@ class AgentState(TypedDict, total=False):
     done_writing: bool  # the model ended its solution (end of text)
     looping: bool  # the model was repeating itself when its text was cut
     forced_answer: bool  # the answer was asked for after the budget ran out
+    confidence: float | None  # the lowest window confidence of the solution so far (retrieve_when "unsure")
+    attempt_start: int  # steps written before the current attempt at the solution (0: the first)
+    retried: bool  # an unsure first attempt led to retrieval and a second attempt
+    first_answer: str | None  # that first attempt's answer (it stands if the second finds none)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -79,6 +83,9 @@ class AgentConfig:
     max_steps: int = 64  # paragraphs: a safety net far above what solutions need
     max_retrievals: int = 4  # retrievals in a run (the one before the solution included)
     retrieve_before: bool = True  # retrieve for the problem before the solution starts
+    retrieve_when: Literal["always", "unsure"] = "always"  # unsure: only after an unsure first attempt
+    unsure_below: float = 0.8  # the confidence under which a first attempt is unsure (RESULTS.md)
+    confidence_window: int = 32  # tokens of the window that confidence is the lowest over
     retrieve_on_request: bool = False  # tell the model it may write "Search: ..." and act on it
     retrieve_every: int = 0  # also retrieve after every N paragraphs (0: never)
     write_query: bool = True  # before theorem retrieval the model names the theorem it needs (llm_query)

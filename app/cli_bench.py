@@ -101,8 +101,9 @@ def bench_agent_command(
     held_out_fraction: HeldOutFractionOpt = 0.5,
     modes: Annotated[str, typer.Option(
         help="comma-separated rows: bare (one plain call; always run, every row is compared with it), "
-        "none (the agent, no retrieval), theorems, examples (worked examples), both, gold (the "
-        "labelled theorem given; needs --qrels)")]
+        "none (the agent, no retrieval), theorems, unsure (theorems only when the agent's answer without "
+        "them is unsure), examples (worked examples), both, gold (the labelled theorem given; needs "
+        "--qrels)")]
     = "bare,none,theorems,examples,both",
     retriever: Annotated[str, typer.Option(help="theorem retriever: bm25, dense or hybrid")] = "hybrid",
     examples_retriever: Annotated[str, typer.Option(help="worked-example retriever")] = "hybrid",
@@ -209,7 +210,8 @@ def _bench_modes(settings, chosen: list[str], retriever: str, examples: str, exc
     base = agent_from_settings(settings, retriever="none", examples="none")
     config = settings.agent.config()
     wanted = set(chosen)
-    theorems = retriever_from_settings(settings, kind=retriever) if wanted & {"theorems", "both"} else None
+    with_theorem_modes = {"theorems", "unsure", "both"}
+    theorems = retriever_from_settings(settings, kind=retriever) if wanted & with_theorem_modes else None
     solved = examples_from_settings(settings, examples, excluded) if wanted & {"examples", "both"} else None
     modes = []
     for mode in chosen:
@@ -223,9 +225,11 @@ def _bench_modes(settings, chosen: list[str], retriever: str, examples: str, exc
                                 aux_llm=base.aux_llm)
             name = "gold"
         else:
-            with_theorems = theorems if mode in ("theorems", "both") else None
+            with_theorems = theorems if mode in with_theorem_modes else None
             with_examples = solved if mode in ("examples", "both") else None
-            graph = build_graph(base.llm, with_theorems, config, examples=with_examples, aux_llm=base.aux_llm)
+            when = "unsure" if mode == "unsure" else config.retrieve_when
+            graph = build_graph(base.llm, with_theorems, dataclasses.replace(config, retrieve_when=when),
+                                examples=with_examples, aux_llm=base.aux_llm)
             name = agent_name(retriever if with_theorems else "none", examples if with_examples else "none")
         modes.append(BenchMode(mode, graph, name))
     return modes

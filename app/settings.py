@@ -116,6 +116,14 @@ class AgentSettings(Section):
     max_retrievals: int = Field(agent_default("max_retrievals"), ge=0)
     retrieve_before: bool = Field(agent_default("retrieve_before"),
                                   description="retrieve for the problem before the solution starts")
+    retrieve_when: Literal["always", "unsure"] = Field(
+        agent_default("retrieve_when"), description="always, or only after a first attempt without "
+        "retrieval whose answer is missing or under unsure_below confidence")
+    unsure_below: float = Field(agent_default("unsure_below"), ge=0, le=1,
+                                description="confidence (lowest window's token probability) under "
+                                "which a first attempt is unsure")
+    confidence_window: int = Field(agent_default("confidence_window"), ge=1,
+                                   description="tokens of that window")
     retrieve_on_request: bool = Field(agent_default("retrieve_on_request"),
                                       description="let the model ask with a `Search:` line")
     retrieve_every: int = Field(agent_default("retrieve_every"), ge=0,

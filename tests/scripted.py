@@ -64,8 +64,12 @@ class ScriptedServer:
                 self.end_headers()
                 pieces = [text[i:i + 8] for i in range(0, len(text), 8)] or [""]
                 for piece in pieces:
+                    choice = {"index": 0, "delta": {"content": piece}, "finish_reason": None}
+                    if body.get("logprobs"):  # every piece written at probability ~0.99
+                        choice["logprobs"] = {"content": [{"token": piece, "logprob": -0.01, "bytes": None,
+                                                           "top_logprobs": []}]}
                     chunk = {"id": "s", "object": "chat.completion.chunk", "model": body.get("model", "m"),
-                             "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
+                             "choices": [choice]}
                     self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
                 final = {"id": "s", "object": "chat.completion.chunk", "model": body.get("model", "m"),
                          "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],

@@ -15,6 +15,7 @@ from rich.console import Console
 from rader.agent import AgentConfig, LLMConfig, Problem, build_graph, chat_model
 from rader.agent.graph import near_identical, search
 from rader.agent.prompts import SOLVE_SYSTEM, quote_theorem, solve_prompt
+from rader.agent.protocol import last_boxed
 from rader.agent.runner import run_problem
 from rader.app.render import RunRenderer
 from rader.retriever import Corpus, Query, Theorem, builtin_corpus, open_retriever
@@ -357,3 +358,46 @@ def test_nodes_and_routers_are_functions_of_state_and_context(bm25):
     assert over_budget(two, AgentConfig()) is None
     assert after_reason(two, runtime) == "conclude"  # out of steps, no answer yet: ask for it
     assert after_reason({**two, "solution": "so $\\boxed{1}$"}, runtime) == "finish"
+
+
+UNSURE = {"retrieve_when": "unsure", "judge": False, "write_query": False}
+
+
+def test_retrieval_when_unsure_skips_retrieval_for_a_confident_answer(bm25, tmp_path):
+    """The first attempt is the bare model's call; a confident, answered one is the run's answer."""
+    from scripted import ScriptedServer
+
+    with ScriptedServer(lambda messages, body: "By Vieta the sum is $\\boxed{5}$.") as server:
+        llm = chat_model(LLMConfig(backend="openai", base_url=server.url, model="m"), home=tmp_path)
+        state = build_graph(llm, bm25, AgentConfig(**UNSURE)).invoke({"problem": PROBLEM})
+        assert server.requests[0]["logprobs"] is True  # the solution is streamed with its log-probabilities
+    assert len(server.requests) == 1 and state["references"] == [] and not state.get("retried")
+    assert state["confidence"] > 0.98 and state["final_answer"] == "5" and state["verified"] is True
+    assert state["steps"][0]["queries"] == []
+    assert "sure of the first attempt" in state["steps"][-1]["events"][-1]
+
+
+def test_an_unsure_first_attempt_retrieves_and_solves_again(bm25):
+    """No log-probabilities (a runtime that reports none) counts as unsure: the agent retrieves for
+    the problem and writes a second solution; the first one's steps stay in the record."""
+    first, second = "Maybe the roots are 1 and 6.\n\nSo $\\boxed{7}$.", "By Vieta the sum is $\\boxed{5}$."
+    model = Scripted(responses=[first, second])
+    state = build_graph(model, bm25, AgentConfig(**UNSURE)).invoke({"problem": PROBLEM})
+    assert state["retried"] and state["first_answer"] == "7" and state["attempt_start"] == 2
+    assert [s["index"] for s in state["steps"]] == [1, 2, 3]
+    assert "unsure of the first attempt (confidence unknown)" in state["steps"][1]["events"][-1]
+    again = state["steps"][2]
+    assert [q["kind"] for q in again["queries"]] == ["problem", "lexical"] and again["hits"]
+    assert state["references"] and state["solution"] == second
+    assert state["final_answer"] == "5" and state["verified"] is True and state["status"] == "done"
+
+
+def test_the_real_runtime_reports_confidence_and_an_unsure_run_keeps_its_first_answer(smol_llm, bm25):
+    """llama.cpp streams log-probabilities: the first attempt gets a confidence in (0, 1]. Over
+    ``unsure_below`` = 1 every attempt is unsure; when the second finds no answer, the first stands."""
+    config = AgentConfig(solution_tokens=48, force_answer=False, unsure_below=1.0, **UNSURE)
+    state = build_graph(smol_llm, bm25, config).invoke({"problem": PROBLEM})
+    assert 0 < state["confidence"] <= 1 and state["retried"]
+    assert any(e.startswith("unsure of the first attempt") for s in state["steps"] for e in s["events"])
+    assert sum(1 for s in state["steps"] if s["queries"]) == 1
+    assert state["final_answer"] == (last_boxed(state["solution"]) or state["first_answer"])
