@@ -37,6 +37,9 @@ def solve(
     answer: Annotated[str | None, typer.Option(help="gold answer, to verify against")] = None,
     max_steps: Annotated[int | None, typer.Option(help="step (paragraph) cap: a safety net")] = None,
     solution_tokens: Annotated[int | None, typer.Option(help="token budget of the solution")] = None,
+    retrieve_when: Annotated[str | None, typer.Option(
+        help="always: retrieve before the solution; unsure: solve alone first, and retrieve and solve "
+        "again only when that answer is missing or unsure (default: settings agent.retrieve_when)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the trajectory as JSON")] = False,
 ) -> None:
     """Solve a problem step by step, showing each retrieval, verdict and step live."""
@@ -47,8 +50,8 @@ def solve(
 
     if not problem.strip():
         raise RaderError("the problem is empty")
-    budgets = {key: value for key, value in (("max_steps", max_steps), ("solution_tokens", solution_tokens))
-               if value is not None}
+    budgets = {key: value for key, value in (("max_steps", max_steps), ("solution_tokens", solution_tokens),
+                                             ("retrieve_when", retrieve_when)) if value is not None}
     settings = settings_for(ctx, llm={"model": model} if model else None, agent=budgets or None)
     progress, on_bytes = download_progress(settings.show_progress)
     with progress:

@@ -46,7 +46,7 @@ class RunRenderer:
 
     def __call__(self, node: str, values: dict[str, Any], trajectory: Trajectory) -> None:
         self.close()
-        step_no = len(trajectory.steps) + (0 if node in ("reason", "compute", "finish") else 1)
+        step_no = len(trajectory.steps) + (0 if node in ("reason", "compute", "retry", "finish") else 1)
         if node == "retrieve":
             pending = values["pending"]
             lines = Text()
@@ -79,8 +79,11 @@ class RunRenderer:
             call = trajectory.steps[-1].tool_calls[-1]
             style = "green" if call.status == "ok" else "red"
             self.console.print(plain(f"  sympy: {call.input} -> {call.output} [{call.status}]", style=style))
-        elif node == "finish":
-            self.render_final(trajectory)
+        elif node in ("retry", "finish"):
+            if values.get("steps"):  # why a second attempt follows, or why none did
+                self.console.print(plain(f"  {values['steps'][-1]['events'][-1]}", style="yellow"))
+            if node == "finish":
+                self.render_final(trajectory)
 
     def render_final(self, trajectory: Trajectory) -> None:
         labels = {True: ("verified", "green"), False: ("wrong", "red"), None: ("not verified", "")}

@@ -30,11 +30,17 @@ def test_solve_renders_the_run_live(capsys, home, smollm_path):
                          "-r", "bm25", "--max-steps", "1", "--solution-tokens", "48")
     assert code == 0
     assert "step 1: retrieval" in out and "query [" in out and "answer" in out
+    code, out, _ = rader(capsys, "solve", "Find x if 2x = 10", "--model", str(smollm_path), "-r", "bm25",
+                         "--solution-tokens", "48", "--retrieve-when", "unsure")
+    assert code == 0 and "sure of the first attempt (" in out  # why it retrieved, or why not
+    assert ("step 1: retrieval" not in out) and (": retrieval" in out) == ("unsure of the first" in out)
 
 
 def test_solve_and_models_errors(capsys, home):
     code, _, err = rader(capsys, "solve", "  ")
     assert code == 2 and "problem is empty" in err
+    code, _, err = rader(capsys, "solve", "2+2?", "--retrieve-when", "sometimes")
+    assert code == 2 and "'always' or 'unsure'" in err
     code, _, err = rader(capsys, "solve", "2+2?", "--model", "gpt-9", "-r", "none")
     assert code == 2 and "unknown model 'gpt-9'" in err and "Traceback" not in err
     code, _, err = rader(capsys, "models", "fetch", "gpt-9")
@@ -93,3 +99,21 @@ def test_bench_judge_and_agent_small(capsys, home, smollm_path, shared_data, tmp
     assert all(m["problems"] == 2 for m in resumed["modes"])
     code, _, err = rader(capsys, "bench", "agent", "--resume", "--problems", str(runs))
     assert code == 2 and "--resume needs --out" in err
+
+
+def test_bench_agent_unsure_mode(capsys, home, smollm_path, shared_data, tmp_path, monkeypatch):
+    """Mode unsure: theorems only after an unsure first attempt, recorded as its own row."""
+    monkeypatch.setenv("RADER_AGENT__SOLUTION_TOKENS", "32")
+    runs = tmp_path / "agent.json"
+    code, _, err = rader(capsys, "--no-progress", "bench", "agent",
+                         "--problems", str(shared_data / "problems" / "math_train.jsonl"), "--limit", "1",
+                         "--modes", "unsure", "--retriever", "bm25", "--model", str(smollm_path),
+                         "--out", str(runs))
+    assert code == 0, err
+    result = json.loads(runs.read_text())
+    assert [m["mode"] for m in result["modes"]] == ["bare", "unsure"]
+    unsure = next(r for r in result["rows"] if r["mode"] == "unsure")
+    assert unsure["retrievals"] <= 1 and result["agent"]["retrieve_when"] == "always"  # the settings' own
+    code, out, _ = rader(capsys, "trajectories", "show", unsure["trajectory_id"])
+    events = [e for step in json.loads(out)["steps"] for e in step["events"]]
+    assert unsure["retrievals"] == any(e.startswith("unsure of the first attempt") for e in events)
