@@ -12,6 +12,12 @@ own cached text. **finish** takes the last ``\\boxed{}`` answer and verifies it 
 gold answer with math-verify. Budgets: the solution's tokens (the bare model's budget),
 all tokens, wall time, and a step cap far above what solutions need.
 
+With ``retrieve_when="unsure"`` the first pass is the bare model's call, without retrieval,
+streamed with its token log-probabilities; when its answer is missing, forced or unsure
+(`rader.agent.confidence`), **retry** sets it aside and the run starts again from the problem
+with retrieval first. The first attempt's steps stay in the record, and its answer stands
+when the second attempt ends without one.
+
 Nodes and routers are module-level functions of the state and LangGraph's run-time context
 (`AgentContext`: the chat models, the retrievers and the settings of one run), so one
 compiled graph, `AGENT_GRAPH`, serves every run and every choice of model, corpus and budget.
