@@ -92,18 +92,21 @@ def _charge(pending: Pending, usage: Usage, seconds: float) -> Pending:
             "elapsed_s": pending["elapsed_s"] + seconds}
 
 
-def _system(context: AgentContext) -> str:
-    return prompts.solve_system(search=_search_tool(context), compute=context.config.compute)
+def _system(context: AgentContext, state: AgentState) -> str:
+    return prompts.solve_system(search=_search_tool(context, state), compute=context.config.compute)
 
 
-def _search_tool(context: AgentContext) -> bool:
-    return context.retriever is not None and context.config.retrieve_on_request
+def _search_tool(context: AgentContext, state: AgentState) -> bool:
+    """Whether the model may ask for a search (never in the unsure mode's first attempt, which
+    is the bare model's call)."""
+    config = context.config
+    return context.retriever is not None and config.retrieve_on_request and not _may_retry(state, config)
 
 
-def _requests(context: AgentContext) -> tuple[str, ...]:
+def _requests(context: AgentContext, state: AgentState) -> tuple[str, ...]:
     """The request lines the model was told it may write."""
-    return tuple(kind for kind, on in (("search", _search_tool(context)), ("compute", context.config.compute))
-                 if on)
+    offered = (("search", _search_tool(context, state)), ("compute", context.config.compute))
+    return tuple(kind for kind, on in offered if on)
 
 
 def _item(context: AgentContext, hit: dict[str, Any]) -> Theorem:
@@ -274,10 +277,11 @@ def judge(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
 def cut_point(state: AgentState, context: AgentContext) -> Callable[[str], int | None]:
     """Where to stop the stream: after a request line, or after the paragraph that makes a
     scheduled retrieval due."""
-    config, requests = context.config, _requests(context)
+    config, requests = context.config, _requests(context, state)
     written = len(state.get("steps", []))
     due_in = config.max_steps - written  # the step cap: a safety net, but a real bound
-    if context.retriever is not None and config.retrieve_every and can_retrieve(state, config):
+    if (context.retriever is not None and config.retrieve_every and can_retrieve(state, config)
+            and not _may_retry(state, config)):
         since = written - state.get("last_retrieval_step", 0)
         due_in = min(due_in, max(1, config.retrieve_every - since))
 
@@ -297,7 +301,7 @@ def cut_point(state: AgentState, context: AgentContext) -> Callable[[str], int |
 
 def reason(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
     context = runtime.context
-    config, requests = context.config, _requests(context)
+    config, requests = context.config, _requests(context, state)
     pending = state.get("pending") or empty_pending()
     started = time.perf_counter()
     solution = state.get("solution", "")
@@ -305,7 +309,7 @@ def reason(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
     events = list(pending["events"])
     user = prompts.solve_prompt(state["problem"]["text"], state.get("references", []))
     try:
-        written = write(context.llm, _system(context), user, solution, max_tokens=budget,
+        written = write(context.llm, _system(context, state), user, solution, max_tokens=budget,
                         cut=cut_point(state, context), logprobs=_may_retry(state, config))
         text, usage, ended = clean(written.text), written.usage, written.ended
     except LLMFailure as err:
@@ -362,7 +366,7 @@ def conclude(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any
     user = prompts.solve_prompt(state["problem"]["text"], state.get("references", []))
     last = state["steps"][-1]
     try:
-        written = write(context.llm, _system(context), user, solution,
+        written = write(context.llm, _system(context, state), user, solution,
                         max_tokens=context.config.answer_tokens, cut=_closing_brace)
     except LLMFailure as err:
         return {"steps": [{**last, "events": [*last["events"], f"forcing an answer failed: {err}"]}]}
@@ -394,7 +398,8 @@ def finish(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
         status, reason_ = "budget_exhausted", over_budget(state, config) or "budget"
     update = {"status": status, "verified": verified, "final_answer": answer, "stop_reason": reason_}
     confidence, steps = state.get("confidence"), state.get("steps")
-    if _may_retry(state, config) and steps and (confidence or 0) >= config.unsure_below:  # why no retrieval
+    sure = confidence is not None and confidence >= config.unsure_below
+    if _may_retry(state, config) and steps and sure:  # why the run did not retrieve
         last = steps[-1]
         event = f"sure of the first attempt (confidence {confidence:.2f} >= {config.unsure_below:g})"
         update["steps"] = [{**last, "events": [*last["events"], event]}]
@@ -483,7 +488,7 @@ def after_reason(state: AgentState, runtime: Runtime[AgentContext]
 
 def scheduled(state: AgentState, context: AgentContext) -> bool:
     """Whether ``retrieve_every`` paragraphs have been written since the last retrieval."""
-    if context.retriever is None or not context.config.retrieve_every:
+    if context.retriever is None or not context.config.retrieve_every or _may_retry(state, context.config):
         return False
     return len(state.get("steps", [])) - state.get("last_retrieval_step", 0) >= context.config.retrieve_every
 

@@ -401,3 +401,14 @@ def test_the_real_runtime_reports_confidence_and_an_unsure_run_keeps_its_first_a
     assert any(e.startswith("unsure of the first attempt") for s in state["steps"] for e in s["events"])
     assert sum(1 for s in state["steps"] if s["queries"]) == 1
     assert state["final_answer"] == (last_boxed(state["solution"]) or state["first_answer"])
+
+
+def test_the_unsure_first_attempt_is_the_bare_call_even_with_scheduled_retrieval(bm25):
+    """No scheduled or requested retrieval in the first attempt; the second one has both."""
+    first = "Try 1 and 6.\n\nThen 2 and 3.\n\nSo $\\boxed{7}$."
+    replies = [first, "By Vieta the sum of the roots is 5.\n\nnot reached", "So the sum is $\\boxed{5}$."]
+    config = AgentConfig(retrieve_every=1, **UNSURE)
+    state = build_graph(Scripted(responses=replies), bm25, config).invoke({"problem": PROBLEM})
+    kinds = [[q["kind"] for q in s["queries"]] for s in state["steps"]]
+    assert kinds == [[], [], [], ["problem", "lexical"], ["cot_step", "lexical"]]
+    assert state["attempt_start"] == 3 and state["final_answer"] == "5"
