@@ -71,6 +71,12 @@ def chat_many(llm: BaseChatModel, prompts: list[tuple[str, str]], *, concurrency
     return out
 
 
+def token_logprobs(message: BaseMessage) -> list[dict[str, Any]]:
+    """The per-token log-probabilities a reply (or a streamed chunk of one) carries, in the
+    OpenAI format (``token``, ``logprob``, ``top_logprobs``); empty when none were reported."""
+    return ((message.response_metadata or {}).get("logprobs") or {}).get("content") or []
+
+
 @dataclass(slots=True)
 class Written:
     """What one `write` call added to the solution."""
@@ -79,7 +85,7 @@ class Written:
     usage: Usage
     ended: bool  # the model finished its text (end of generation) rather than being cut
     chunks: int  # streamed pieces: a token count where the server reports none (a cut stream)
-    logprobs: list[tuple[str, float]] = field(default_factory=list)  # (token, log-probability), if asked
+    logprobs: list[float] = field(default_factory=list)  # each token's log-probability, if asked
 
 
 def write(llm: BaseChatModel, system: str, user: str, solution: str, *, max_tokens: int,
@@ -95,15 +101,13 @@ def write(llm: BaseChatModel, system: str, user: str, solution: str, *, max_toke
     messages: list[BaseMessage] = [SystemMessage(system), HumanMessage(user)]
     if solution:
         messages.append(AIMessage(solution))
-    text, last, chunks, cut_at, finish, scored = "", None, 0, None, None, []
+    text, last, chunks, cut_at, finish, logprobs_seen = "", None, 0, None, None, []
     try:
         stream = llm.stream(messages, max_tokens=max_tokens, **({"logprobs": True} if logprobs else {}))
         for chunk in stream:
             last = chunk if getattr(chunk, "usage_metadata", None) else last
-            metadata = chunk.response_metadata or {}
-            finish = metadata.get("finish_reason") or finish
-            tokens = (metadata.get("logprobs") or {}).get("content") or []
-            scored += [(token["token"], token["logprob"]) for token in tokens]
+            finish = (chunk.response_metadata or {}).get("finish_reason") or finish
+            logprobs_seen += [token["logprob"] for token in token_logprobs(chunk)]
             piece = chunk.content if isinstance(chunk.content, str) else ""
             if not piece:
                 continue
@@ -125,4 +129,4 @@ def write(llm: BaseChatModel, system: str, user: str, solution: str, *, max_toke
     if not usage.completion:
         usage.completion = chunks
     ended = cut_at is None and finish != "length" and chunks < max_tokens
-    return Written(text, usage, ended, chunks, scored)
+    return Written(text, usage, ended, chunks, logprobs_seen)

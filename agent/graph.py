@@ -319,7 +319,7 @@ def reason(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
     totals = {"tokens": state.get("tokens", 0) + usage.total,
               "solution_tokens": state.get("solution_tokens", 0) + usage.completion}
     if written is not None and written.logprobs:  # the least sure window of any call of the attempt
-        found = lowest_window_confidence([lp for _, lp in written.logprobs], config.confidence_window)
+        found = lowest_window_confidence(written.logprobs, config.confidence_window)
         earlier = state.get("confidence")
         totals["confidence"] = found if earlier is None else min(earlier, found)
     request = find_request(text, requests) if requests else None
@@ -414,11 +414,15 @@ def start(state: AgentState) -> dict[str, Any]:
 
 
 # -- routing ----------------------------------------------------------------------------------
+def _has_sources(context: AgentContext) -> bool:
+    return context.retriever is not None or context.examples is not None
+
+
 def first_move(state: AgentState, runtime: Runtime[AgentContext]) -> Literal["retrieve", "reason"]:
     context = runtime.context
-    sources = context.retriever is not None or context.examples is not None
-    wanted = context.config.retrieve_before and sources and context.config.retrieve_when == "always"
-    return "retrieve" if wanted and can_retrieve(state, context.config) else "reason"
+    config = context.config
+    wanted = config.retrieve_before and _has_sources(context) and config.retrieve_when == "always"
+    return "retrieve" if wanted and can_retrieve(state, config) else "reason"
 
 
 def after_retrieve(state: AgentState) -> Literal["judge", "reason"]:
@@ -436,8 +440,7 @@ def settle(state: AgentState, runtime: Runtime[AgentContext]) -> Literal["retry"
     confidence, from a runtime without log-probabilities, counts as unsure)."""
     context = runtime.context
     config = context.config
-    sources = context.retriever is not None or context.examples is not None
-    if (not _may_retry(state, config) or not sources or state.get("status") == "error"
+    if (not _may_retry(state, config) or not _has_sources(context) or state.get("status") == "error"
             or not can_retrieve(state, config) or elapsed(state) >= config.max_seconds
             or state.get("tokens", 0) >= config.max_tokens):
         return "finish"

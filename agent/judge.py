@@ -22,7 +22,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage
 
 from rader.agent import prompts
-from rader.agent.calls import Usage, chat_many
+from rader.agent.calls import Usage, chat_many, token_logprobs
 from rader.agent.protocol import parse_verdict
 from rader.agent.records import Judgment
 from rader.agent.state import AgentConfig
@@ -33,7 +33,7 @@ RATIONALE_CHARS = 300  # long entries are cut for the rationale: prefill is slow
 
 def yes_probability(message: AIMessage) -> float | None:
     """P(yes) / (P(yes) + P(no)) at the first token of a one-word verdict."""
-    content = ((message.response_metadata or {}).get("logprobs") or {}).get("content") or []
+    content = token_logprobs(message)
     if not content:
         return None
     probs = {"yes": 0.0, "no": 0.0}

@@ -30,6 +30,7 @@ def run(args: argparse.Namespace) -> None:
     from langchain_core.messages import HumanMessage, SystemMessage
 
     from rader.agent import prompts
+    from rader.agent.calls import token_logprobs
     from rader.agent.llm import chat_models
     from rader.agent.problems import load_problems
     from rader.agent.protocol import clean, last_boxed
@@ -50,7 +51,7 @@ def run(args: argparse.Namespace) -> None:
         started = time.perf_counter()
         message = llm.invoke([SystemMessage(prompts.SOLVE_SYSTEM), HumanMessage(problem.text)],
                              max_tokens=config.solution_tokens, logprobs=True)
-        tokens = (message.response_metadata.get("logprobs") or {}).get("content") or []
+        tokens = token_logprobs(message)
         answer = last_boxed(clean(message.content))
         verified = verify_answer(answer, str(problem.answer), answer_type=problem.answer_type,
                                  limits=config.compute_limits) if answer else None
