@@ -15,8 +15,10 @@ all tokens, wall time, and a step cap far above what solutions need.
 With ``retrieve_when="unsure"`` the first pass is the bare model's call, without retrieval,
 streamed with its token log-probabilities; when its answer is missing, forced or unsure
 (`rader.agent.confidence`), **retry** sets it aside and the run starts again from the problem
-with retrieval first. The first attempt's steps stay in the record, and its answer stands
-when the second attempt ends without one.
+with retrieval first. The first attempt's steps stay in the record. The second attempt is
+streamed with log-probabilities too, and the surer of the two answers stands (DeepConf's
+confidence-weighted choice, over two traces): the first one's when the second ends without an
+answer or was written at a lower confidence.
 
 Nodes and routers are module-level functions of the state and LangGraph's run-time context
 (`AgentContext`: the chat models, the retrievers and the settings of one run), so one
@@ -310,7 +312,7 @@ def reason(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
     user = prompts.solve_prompt(state["problem"]["text"], state.get("references", []))
     try:
         written = write(context.llm, _system(context, state), user, solution, max_tokens=budget,
-                        cut=cut_point(state, context), logprobs=_may_retry(state, config))
+                        cut=cut_point(state, context), logprobs=config.retrieve_when == "unsure")
         text, usage, ended = clean(written.text), written.usage, written.ended
     except LLMFailure as err:
         events.append(f"reasoning failed: {err}")
@@ -379,9 +381,29 @@ def conclude(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any
             "tokens": state.get("tokens", 0) + written.usage.total, "forced_answer": True}
 
 
+def surer_answer(state: AgentState) -> tuple[str | None, str | None]:
+    """The run's answer and, after a second attempt, why: the second attempt's answer, unless it
+    has none or was written at a lower confidence than the first one's (a forced or unknown
+    confidence never wins)."""
+    answer = last_boxed(state.get("solution", ""))
+    if not state.get("retried"):
+        return answer, None
+    first, first_confidence = state.get("first_answer"), state.get("first_confidence")
+    second_confidence = None if state.get("forced_answer") else state.get("confidence")
+    if answer is None:
+        return first, "the second attempt has no answer: the first one's stands" if first else None
+    if first is None or first_confidence is None or (second_confidence is not None
+                                                     and second_confidence >= first_confidence):
+        shown = "unknown" if second_confidence is None else f"{second_confidence:.2f}"
+        return answer, f"the second attempt's answer stands (confidence {shown})"
+    shown = "forced or unknown" if second_confidence is None else f"{second_confidence:.2f}"
+    return first, (f"the first attempt's answer stands: surer ({first_confidence:.2f}) than the "
+                   f"second's ({shown})")
+
+
 def finish(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
     config = runtime.context.config
-    answer = last_boxed(state.get("solution", "")) or state.get("first_answer")
+    answer, why = surer_answer(state)
     gold = state["problem"].get("answer")
     verified = verify_answer(answer, str(gold), answer_type=state["problem"].get("answer_type"),
                              limits=config.compute_limits) if answer and gold is not None else None
@@ -399,10 +421,11 @@ def finish(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
     update = {"status": status, "verified": verified, "final_answer": answer, "stop_reason": reason_}
     confidence, steps = state.get("confidence"), state.get("steps")
     sure = confidence is not None and confidence >= config.unsure_below
-    if _may_retry(state, config) and steps and sure:  # why the run did not retrieve
+    if _may_retry(state, config) and sure:  # why the run did not retrieve
+        why = f"sure of the first attempt (confidence {confidence:.2f} >= {config.unsure_below:g})"
+    if why and steps:
         last = steps[-1]
-        event = f"sure of the first attempt (confidence {confidence:.2f} >= {config.unsure_below:g})"
-        update["steps"] = [{**last, "events": [*last["events"], event]}]
+        update["steps"] = [{**last, "events": [*last["events"], why]}]
     return update
 
 
@@ -462,6 +485,7 @@ def retry(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
     steps = state.get("steps", [])
     update: dict[str, Any] = {
         "retried": True, "first_answer": answer, "attempt_start": len(steps), "solution": "",
+        "first_confidence": None if state.get("forced_answer") else confidence, "confidence": None,
         "references": [], "solution_tokens": 0, "done_writing": False, "looping": False,
         "forced_answer": False, "request": None, "pending": None, "reasks": 0}
     if steps:

@@ -65,6 +65,7 @@ class AgentState(TypedDict, total=False):
     attempt_start: int  # steps written before the current attempt at the solution (0: the first)
     retried: bool  # an unsure first attempt led to retrieval and a second attempt
     first_answer: str | None  # that first attempt's answer (it stands if the second finds none)
+    first_confidence: float | None  # its confidence, when its answer was written, not forced
 
 
 @dataclass(frozen=True, kw_only=True)

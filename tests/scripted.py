@@ -2,9 +2,10 @@
 
 Real models cannot be made to write a given hostile reply on demand, so the tests that inject
 one (markup in an answer, an exploit in a ``Compute:`` line) point rader's ``openai`` backend
-at this server. ``respond(messages, body)`` returns the reply text for each chat request, or
-raises `ServerFault` to answer with an HTTP error (a server failing on one request); streaming,
-usage and log-probabilities follow the OpenAI wire format that the client reads.
+at this server. ``respond(messages, body)`` returns the reply text for each chat request (or
+``(text, logprob)``: the log-probability of every streamed piece, ~0.99 by default), or raises
+`ServerFault` to answer with an HTTP error (a server failing on one request); streaming, usage
+and log-probabilities follow the OpenAI wire format that the client reads.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-Respond = Callable[[list[dict], dict], str]
+Respond = Callable[[list[dict], dict], str | tuple[str, float]]
 
 
 class ServerFault(Exception):
@@ -41,12 +42,13 @@ class ScriptedServer:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 outer.requests.append(body)
                 try:
-                    text = outer.respond(body["messages"], body)
+                    reply = outer.respond(body["messages"], body)
                 except ServerFault as fault:
                     self._send(fault.status, {"error": {"message": "injected fault", "type": "server_error"}})
                     return
+                text, logprob = reply if isinstance(reply, tuple) else (reply, -0.01)
                 if body.get("stream"):
-                    self._stream(body, text)
+                    self._stream(body, text, logprob)
                 else:
                     self._send(200, _completion(body, text))
 
@@ -58,15 +60,15 @@ class ScriptedServer:
                 self.end_headers()
                 self.wfile.write(data)
 
-            def _stream(self, body: dict, text: str) -> None:
+            def _stream(self, body: dict, text: str, logprob: float) -> None:
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")
                 self.end_headers()
                 pieces = [text[i:i + 8] for i in range(0, len(text), 8)] or [""]
                 for piece in pieces:
                     choice = {"index": 0, "delta": {"content": piece}, "finish_reason": None}
-                    if body.get("logprobs"):  # every piece written at probability ~0.99
-                        choice["logprobs"] = {"content": [{"token": piece, "logprob": -0.01, "bytes": None,
+                    if body.get("logprobs"):  # every piece written at the same probability
+                        choice["logprobs"] = {"content": [{"token": piece, "logprob": logprob, "bytes": None,
                                                            "top_logprobs": []}]}
                     chunk = {"id": "s", "object": "chat.completion.chunk", "model": body.get("model", "m"),
                              "choices": [choice]}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import socket
 import threading
 
@@ -397,10 +398,31 @@ def test_the_real_runtime_reports_confidence_and_an_unsure_run_keeps_its_first_a
     ``unsure_below`` = 1 every attempt is unsure; when the second finds no answer, the first stands."""
     config = AgentConfig(solution_tokens=48, force_answer=False, unsure_below=1.0, **UNSURE)
     state = build_graph(smol_llm, bm25, config).invoke({"problem": PROBLEM})
-    assert 0 < state["confidence"] <= 1 and state["retried"]
+    assert 0 < state["first_confidence"] <= 1 and state["retried"]
     assert any(e.startswith("unsure of the first attempt") for s in state["steps"] for e in s["events"])
     assert sum(1 for s in state["steps"] if s["queries"]) == 1
-    assert state["final_answer"] == (last_boxed(state["solution"]) or state["first_answer"])
+    assert state["final_answer"] in (last_boxed(state["solution"]), state["first_answer"])
+    assert state["confidence"] is None or 0 < state["confidence"] <= 1  # the second attempt's own
+
+
+@pytest.mark.parametrize(("second_logprob", "kept"), [(-0.5, "7"), (-0.01, "5")])
+def test_the_surer_of_two_attempts_gives_the_answer(bm25, tmp_path, second_logprob, kept):
+    """Both attempts are streamed with log-probabilities: an unsure first answer (p 0.74) stands
+    against a second one written at p 0.61, and gives way to one written at p 0.99."""
+    from scripted import ScriptedServer
+
+    replies = iter([("Maybe the roots are 1 and 6, so $\\boxed{7}$.", -0.3),
+                    ("By Vieta the sum is $\\boxed{5}$.", second_logprob)])
+    with ScriptedServer(lambda messages, body: next(replies)) as server:
+        llm = chat_model(LLMConfig(backend="openai", base_url=server.url, model="m"), home=tmp_path)
+        state = build_graph(llm, bm25, AgentConfig(**UNSURE)).invoke({"problem": PROBLEM})
+        assert [r["logprobs"] for r in server.requests] == [True, True]
+    assert state["retried"] and state["first_answer"] == "7" and state["final_answer"] == kept
+    assert state["first_confidence"] == pytest.approx(math.exp(-0.3), abs=1e-3)
+    assert state["confidence"] == pytest.approx(math.exp(second_logprob), abs=1e-3)
+    assert state["verified"] is (kept == "5")
+    said = state["steps"][-1]["events"][-1]
+    assert said.startswith("the first attempt's answer stands" if kept == "7" else "the second attempt's")
 
 
 def test_the_unsure_first_attempt_is_the_bare_call_even_with_scheduled_retrieval(bm25):
