@@ -398,7 +398,7 @@ def surer_answer(state: AgentState) -> tuple[str | None, str | None]:
         return answer, f"the second attempt's answer stands (confidence {shown})"
     shown = "forced or unknown" if second_confidence is None else f"{second_confidence:.2f}"
     return first, (f"the first attempt's answer stands: surer ({first_confidence:.2f}) than the "
-                   f"second's ({shown})")
+                   f"second's ({shown}), whose answer was: {answer}")
 
 
 def finish(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:

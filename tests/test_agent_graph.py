@@ -423,6 +423,7 @@ def test_the_surer_of_two_attempts_gives_the_answer(bm25, tmp_path, second_logpr
     assert state["verified"] is (kept == "5")
     said = state["steps"][-1]["events"][-1]
     assert said.startswith("the first attempt's answer stands" if kept == "7" else "the second attempt's")
+    assert said.endswith("whose answer was: 5") == (kept == "7")  # what the other rule would have kept
 
 
 def test_the_unsure_first_attempt_is_the_bare_call_even_with_scheduled_retrieval(bm25):
