@@ -86,22 +86,25 @@ class Written:
     ended: bool  # the model finished its text (end of generation) rather than being cut
     chunks: int  # streamed pieces: a token count where the server reports none (a cut stream)
     logprobs: list[float] = field(default_factory=list)  # each token's log-probability, if asked
+    stopped: bool = False  # ``stop`` ended it: the text so far is not worth finishing
 
 
 def write(llm: BaseChatModel, system: str, user: str, solution: str, *, max_tokens: int,
-          cut: Callable[[str], int | None], logprobs: bool = False) -> Written:
+          cut: Callable[[str], int | None], logprobs: bool = False,
+          stop: Callable[[list[float]], bool] | None = None) -> Written:
     """Continue ``solution`` (the assistant's unfinished message) for at most ``max_tokens``.
 
     ``cut(text)`` sees the new text as it streams and returns where to cut it (the graph acts
     there) or None to go on; the stream is then closed, which stops the server's generation.
     A server that echoes the unfinished message before its continuation is handled. With
     ``logprobs``, each streamed token's log-probability is kept, as far as the server reports
-    them (llama.cpp, vLLM and OpenAI-compatible servers do; the transformers runtime does not).
+    them (llama.cpp, vLLM and OpenAI-compatible servers do; the transformers runtime does not),
+    and ``stop(logprobs)``, when given, may end the stream there (``Written.stopped``).
     """
     messages: list[BaseMessage] = [SystemMessage(system), HumanMessage(user)]
     if solution:
         messages.append(AIMessage(solution))
-    text, last, chunks, cut_at, finish, logprobs_seen = "", None, 0, None, None, []
+    text, last, chunks, cut_at, finish, logprobs_seen, stopped = "", None, 0, None, None, [], False
     try:
         stream = llm.stream(messages, max_tokens=max_tokens, **({"logprobs": True} if logprobs else {}))
         for chunk in stream:
@@ -118,7 +121,8 @@ def write(llm: BaseChatModel, system: str, user: str, solution: str, *, max_toke
             if solution and text.startswith(solution):
                 text, chunks = text[len(solution):], 0
             cut_at = cut(text)
-            if cut_at is not None or chunks >= max_tokens:
+            stopped = cut_at is None and stop is not None and stop(logprobs_seen)
+            if cut_at is not None or stopped or chunks >= max_tokens:
                 stream.close()  # closes the connection: the server stops generating
                 break
     except Exception as err:
@@ -128,5 +132,5 @@ def write(llm: BaseChatModel, system: str, user: str, solution: str, *, max_toke
     usage = Usage.of(last)
     if not usage.completion:
         usage.completion = chunks
-    ended = cut_at is None and finish != "length" and chunks < max_tokens
-    return Written(text, usage, ended, chunks, logprobs_seen)
+    ended = cut_at is None and not stopped and finish != "length" and chunks < max_tokens
+    return Written(text, usage, ended, chunks, logprobs_seen, stopped)

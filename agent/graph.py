@@ -15,10 +15,12 @@ all tokens, wall time, and a step cap far above what solutions need.
 With ``retrieve_when="unsure"`` the first pass is the bare model's call, without retrieval,
 streamed with its token log-probabilities; when its answer is missing, forced or unsure
 (`rader.agent.confidence`), **retry** sets it aside and the run starts again from the problem
-with retrieval first. The first attempt's steps stay in the record. The second attempt is
-streamed with log-probabilities too, and the surer of the two answers stands (DeepConf's
-confidence-weighted choice, over two traces): the first one's when the second ends without an
-answer or was written at a lower confidence.
+with retrieval first. Confidence can only fall as a text grows, so (``stop_when_unsure``) the
+first attempt ends as soon as it falls under ``unsure_below``: the rest of a solution that
+would be set aside is never written. The first attempt's steps stay in the record. The second
+attempt is streamed with log-probabilities too; where both attempts have an answer (the first
+one written in full), the surer one stands (DeepConf's confidence-weighted choice over two
+traces), and the first one's stands when the second ends without one.
 
 Nodes and routers are module-level functions of the state and LangGraph's run-time context
 (`AgentContext`: the chat models, the retrievers and the settings of one run), so one
@@ -48,7 +50,7 @@ from langgraph.runtime import Runtime
 
 from rader.agent import prompts
 from rader.agent.calls import LLMFailure, Usage, chat, write
-from rader.agent.confidence import lowest_window_confidence
+from rader.agent.confidence import falls_under, lowest_window_confidence
 from rader.agent.judge import is_example, judge_hits
 from rader.agent.protocol import clean, find_request, last_boxed, lexical_keywords, paragraphs, parse_query
 from rader.agent.records import Step
@@ -310,9 +312,12 @@ def reason(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
     budget = max(1, config.solution_tokens - state.get("solution_tokens", 0))
     events = list(pending["events"])
     user = prompts.solve_prompt(state["problem"]["text"], state.get("references", []))
+    will_retry = _may_retry(state, config) and _has_sources(context) and can_retrieve(state, config)
+    stop = (falls_under(config.unsure_below, config.confidence_window)
+            if will_retry and config.stop_when_unsure else None)
     try:
         written = write(context.llm, _system(context, state), user, solution, max_tokens=budget,
-                        cut=cut_point(state, context), logprobs=config.retrieve_when == "unsure")
+                        cut=cut_point(state, context), logprobs=config.retrieve_when == "unsure", stop=stop)
         text, usage, ended = clean(written.text), written.usage, written.ended
     except LLMFailure as err:
         events.append(f"reasoning failed: {err}")
@@ -324,12 +329,16 @@ def reason(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
         found = lowest_window_confidence(written.logprobs, config.confidence_window)
         earlier = state.get("confidence")
         totals["confidence"] = found if earlier is None else min(earlier, found)
+    if written is not None and written.stopped:  # unsure already: a second attempt follows
+        totals["stopped_unsure"] = True
     request = find_request(text, requests) if requests else None
     if request is not None and request.kind == "search" and not can_retrieve(state, config):
         text += "Search result: no more searches in this run; go on without it.\n\n"
         request = None
     new = paragraphs(text)
     if not new:
+        if totals.get("stopped_unsure"):
+            return {**totals, "pending": None}
         if ended and attempt_steps(state):  # the model ended its solution
             return {**totals, "done_writing": True, "pending": None}
         reasks = state.get("reasks", 0) + 1
@@ -479,7 +488,9 @@ def retry(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
     config = runtime.context.config
     answer = last_boxed(state.get("solution", ""))
     confidence = state.get("confidence")
-    why = ("no answer" if answer is None else "a forced answer" if state.get("forced_answer")
+    why = (f"confidence {confidence:.2f} < {config.unsure_below:g}, {state.get('solution_tokens', 0)} "
+           "tokens in: stopped it there" if state.get("stopped_unsure")
+           else "no answer" if answer is None else "a forced answer" if state.get("forced_answer")
            else "confidence unknown" if confidence is None
            else f"confidence {confidence:.2f} < {config.unsure_below:g}")
     steps = state.get("steps", [])
@@ -487,7 +498,7 @@ def retry(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
         "retried": True, "first_answer": answer, "attempt_start": len(steps), "solution": "",
         "first_confidence": None if state.get("forced_answer") else confidence, "confidence": None,
         "references": [], "solution_tokens": 0, "done_writing": False, "looping": False,
-        "forced_answer": False, "request": None, "pending": None, "reasks": 0}
+        "forced_answer": False, "stopped_unsure": False, "request": None, "pending": None, "reasks": 0}
     if steps:
         last = steps[-1]
         event = f"unsure of the first attempt ({why}): retrieving and solving again"
@@ -499,7 +510,7 @@ def after_reason(state: AgentState, runtime: Runtime[AgentContext]
                  ) -> Literal["compute", "retrieve", "reason", "conclude", "retry", "finish"]:
     context = runtime.context
     config = context.config
-    if state.get("status") == "error" or state.get("done_writing"):
+    if state.get("status") == "error" or state.get("done_writing") or state.get("stopped_unsure"):
         return settle(state, runtime)
     request = state.get("request") or {}
     if request.get("kind") == "compute":

@@ -66,6 +66,7 @@ class AgentState(TypedDict, total=False):
     retried: bool  # an unsure first attempt led to retrieval and a second attempt
     first_answer: str | None  # that first attempt's answer (it stands if the second finds none)
     first_confidence: float | None  # its confidence, when its answer was written, not forced
+    stopped_unsure: bool  # the first attempt was ended where its confidence fell under unsure_below
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -87,6 +88,7 @@ class AgentConfig:
     retrieve_when: Literal["always", "unsure"] = "always"  # unsure: only after an unsure first attempt
     unsure_below: float = 0.8  # the confidence under which a first attempt is unsure (RESULTS.md)
     confidence_window: int = 32  # tokens of the window that confidence is the lowest over
+    stop_when_unsure: bool = True  # end the first attempt at its first window under unsure_below
     retrieve_on_request: bool = False  # tell the model it may write "Search: ..." and act on it
     retrieve_every: int = 0  # also retrieve after every N paragraphs (0: never)
     write_query: bool = True  # before theorem retrieval the model names the theorem it needs (llm_query)

@@ -124,6 +124,9 @@ class AgentSettings(Section):
                                 "which a first attempt is unsure")
     confidence_window: int = Field(agent_default("confidence_window"), ge=1,
                                    description="tokens of that window")
+    stop_when_unsure: bool = Field(agent_default("stop_when_unsure"),
+                                   description="end the first attempt as soon as its confidence falls "
+                                   "under unsure_below (no answer of its own then)")
     retrieve_on_request: bool = Field(agent_default("retrieve_on_request"),
                                       description="let the model ask with a `Search:` line")
     retrieve_every: int = Field(agent_default("retrieve_every"), ge=0,

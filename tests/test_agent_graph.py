@@ -399,7 +399,8 @@ def test_the_real_runtime_reports_confidence_and_an_unsure_run_keeps_its_first_a
     config = AgentConfig(solution_tokens=48, force_answer=False, unsure_below=1.0, **UNSURE)
     state = build_graph(smol_llm, bm25, config).invoke({"problem": PROBLEM})
     assert 0 < state["first_confidence"] <= 1 and state["retried"]
-    assert any(e.startswith("unsure of the first attempt") for s in state["steps"] for e in s["events"])
+    said = [e for s in state["steps"] for e in s["events"] if e.startswith("unsure of the first attempt")]
+    assert len(said) == 1 and ", 32 tokens in: stopped it there" in said[0]  # its first full window
     assert sum(1 for s in state["steps"] if s["queries"]) == 1
     assert state["final_answer"] in (last_boxed(state["solution"]), state["first_answer"])
     assert state["confidence"] is None or 0 < state["confidence"] <= 1  # the second attempt's own
@@ -415,7 +416,8 @@ def test_the_surer_of_two_attempts_gives_the_answer(bm25, tmp_path, second_logpr
                     ("By Vieta the sum is $\\boxed{5}$.", second_logprob)])
     with ScriptedServer(lambda messages, body: next(replies)) as server:
         llm = chat_model(LLMConfig(backend="openai", base_url=server.url, model="m"), home=tmp_path)
-        state = build_graph(llm, bm25, AgentConfig(**UNSURE)).invoke({"problem": PROBLEM})
+        config = AgentConfig(stop_when_unsure=False, **UNSURE)
+        state = build_graph(llm, bm25, config).invoke({"problem": PROBLEM})
         assert [r["logprobs"] for r in server.requests] == [True, True]
     assert state["retried"] and state["first_answer"] == "7" and state["final_answer"] == kept
     assert state["first_confidence"] == pytest.approx(math.exp(-0.3), abs=1e-3)
@@ -424,6 +426,27 @@ def test_the_surer_of_two_attempts_gives_the_answer(bm25, tmp_path, second_logpr
     said = state["steps"][-1]["events"][-1]
     assert said.startswith("the first attempt's answer stands" if kept == "7" else "the second attempt's")
     assert said.endswith("whose answer was: 5") == (kept == "7")  # what the other rule would have kept
+
+
+@pytest.mark.parametrize("logprob", [-0.3, -0.01])
+def test_an_unsure_first_attempt_ends_where_its_confidence_falls(bm25, tmp_path, logprob):
+    """A first attempt written at p 0.74 is ended at its first full window (32 streamed pieces)
+    instead of at its end, and the second attempt follows; one at p 0.99 is written in full."""
+    from scripted import ScriptedServer
+
+    first = "".join(f"Try the pair {n} and {6 - n} once more.\n\n" for n in range(40)) + "So $\\boxed{7}$."
+    replies = iter([(first, logprob), ("By Vieta the sum is $\\boxed{5}$.", -0.01)])
+    with ScriptedServer(lambda messages, body: next(replies)) as server:
+        llm = chat_model(LLMConfig(backend="openai", base_url=server.url, model="m"), home=tmp_path)
+        state = build_graph(llm, bm25, AgentConfig(**UNSURE)).invoke({"problem": PROBLEM})
+    written = "\n\n".join(s["thought"] for s in state["steps"][:state.get("attempt_start", 99)])
+    if logprob == -0.3:
+        assert state["retried"] and len(server.requests) == 2 and state["first_answer"] is None
+        assert 8 * 31 < len(written) <= 8 * 32 + 2  # 32 pieces of 8 characters, no more
+        assert "stopped it there" in state["steps"][state["attempt_start"] - 1]["events"][-1]
+        assert state["final_answer"] == "5" and state["verified"] is True
+    else:
+        assert not state.get("retried") and len(server.requests) == 1 and state["final_answer"] == "7"
 
 
 def test_the_unsure_first_attempt_is_the_bare_call_even_with_scheduled_retrieval(bm25):
