@@ -91,7 +91,7 @@ class Written:
 
 def write(llm: BaseChatModel, system: str, user: str, solution: str, *, max_tokens: int,
           cut: Callable[[str], int | None], logprobs: bool = False,
-          stop: Callable[[list[float]], bool] | None = None) -> Written:
+          stop: Callable[[list[float]], bool] | None = None, **options: Any) -> Written:
     """Continue ``solution`` (the assistant's unfinished message) for at most ``max_tokens``.
 
     ``cut(text)`` sees the new text as it streams and returns where to cut it (the graph acts
@@ -100,13 +100,16 @@ def write(llm: BaseChatModel, system: str, user: str, solution: str, *, max_toke
     ``logprobs``, each streamed token's log-probability is kept, as far as the server reports
     them (llama.cpp, vLLM and OpenAI-compatible servers do; the transformers runtime does not),
     and ``stop(logprobs)``, when given, may end the stream there (``Written.stopped``).
+    ``options`` go with the request (a ``temperature`` and ``seed`` of its own).
     """
     messages: list[BaseMessage] = [SystemMessage(system), HumanMessage(user)]
     if solution:
         messages.append(AIMessage(solution))
     text, last, chunks, cut_at, finish, logprobs_seen, stopped = "", None, 0, None, None, [], False
     try:
-        stream = llm.stream(messages, max_tokens=max_tokens, **({"logprobs": True} if logprobs else {}))
+        if logprobs:
+            options["logprobs"] = True
+        stream = llm.stream(messages, max_tokens=max_tokens, **options)
         for chunk in stream:
             last = chunk if getattr(chunk, "usage_metadata", None) else last
             finish = (chunk.response_metadata or {}).get("finish_reason") or finish

@@ -59,6 +59,7 @@ from rader.agent.state import AgentConfig, AgentContext, AgentState, Pending, em
 from rader.retriever import Hit, Query, Theorem, twin_key
 
 EXAMPLES_PREFIX = "examples/"  # Hit.retriever of a worked example: examples/<retriever name>
+EARLIER_STANDS = "an earlier attempt's answer stands"  # the event that names the answer set aside
 SOLUTION_NODES = frozenset({"reason", "conclude"})  # the nodes whose streamed tokens are the solution
 _WORDS = re.compile(r"\w+")
 _BREAK = re.compile(r"\n[ \t]*\n")
@@ -104,7 +105,7 @@ def _search_tool(context: AgentContext, state: AgentState) -> bool:
     """Whether the model may ask for a search (never in the unsure mode's first attempt, which
     is the bare model's call)."""
     config = context.config
-    return context.retriever is not None and config.retrieve_on_request and not _may_retry(state, config)
+    return context.retriever is not None and config.retrieve_on_request and not _bare_attempt(state, config)
 
 
 def _requests(context: AgentContext, state: AgentState) -> tuple[str, ...]:
@@ -285,7 +286,7 @@ def cut_point(state: AgentState, context: AgentContext) -> Callable[[str], int |
     written = len(state.get("steps", []))
     due_in = config.max_steps - written  # the step cap: a safety net, but a real bound
     if (context.retriever is not None and config.retrieve_every and can_retrieve(state, config)
-            and not _may_retry(state, config)):
+            and not _bare_attempt(state, config)):
         since = written - state.get("last_retrieval_step", 0)
         due_in = min(due_in, max(1, config.retrieve_every - since))
 
@@ -312,12 +313,12 @@ def reason(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
     budget = max(1, config.solution_tokens - state.get("solution_tokens", 0))
     events = list(pending["events"])
     user = prompts.solve_prompt(state["problem"]["text"], state.get("references", []))
-    will_retry = _may_retry(state, config) and _has_sources(context) and can_retrieve(state, config)
     stop = (falls_under(config.unsure_below, config.confidence_window)
-            if will_retry and config.stop_when_unsure else None)
+            if config.stop_when_unsure and _can_retry(state, context) else None)
     try:
         written = write(context.llm, _system(context, state), user, solution, max_tokens=budget,
-                        cut=cut_point(state, context), logprobs=config.retrieve_when == "unsure", stop=stop)
+                        cut=cut_point(state, context), logprobs=config.retrieve_when == "unsure", stop=stop,
+                        **_sampling(state, config))
         text, usage, ended = clean(written.text), written.usage, written.ended
     except LLMFailure as err:
         events.append(f"reasoning failed: {err}")
@@ -390,24 +391,31 @@ def conclude(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any
             "tokens": state.get("tokens", 0) + written.usage.total, "forced_answer": True}
 
 
+def _shown(confidence: float | None) -> str:
+    return "forced or unknown" if confidence is None else f"{confidence:.2f}"
+
+
 def surer_answer(state: AgentState) -> tuple[str | None, str | None]:
-    """The run's answer and, after a second attempt, why: the second attempt's answer, unless it
-    has none or was written at a lower confidence than the first one's (a forced or unknown
+    """The run's answer and, after more than one attempt, why: the last attempt's answer, unless
+    it has none or an earlier one was written at a higher confidence (a forced or unknown
     confidence never wins)."""
     answer = last_boxed(state.get("solution", ""))
-    if not state.get("retried"):
+    attempt = state.get("attempt", 1)
+    if attempt == 1:
         return answer, None
-    first, first_confidence = state.get("first_answer"), state.get("first_confidence")
-    second_confidence = None if state.get("forced_answer") else state.get("confidence")
+    confidence = None if state.get("forced_answer") else state.get("confidence")
+    earlier = [(i, a, c) for i, (a, c) in enumerate(state.get("earlier_answers", []), 1) if a is not None]
+    known = [e for e in earlier if e[2] is not None]
+    surest = max(known, key=lambda e: e[2], default=None)
     if answer is None:
-        return first, "the second attempt has no answer: the first one's stands" if first else None
-    if first is None or first_confidence is None or (second_confidence is not None
-                                                     and second_confidence >= first_confidence):
-        shown = "unknown" if second_confidence is None else f"{second_confidence:.2f}"
-        return answer, f"the second attempt's answer stands (confidence {shown})"
-    shown = "forced or unknown" if second_confidence is None else f"{second_confidence:.2f}"
-    return first, (f"the first attempt's answer stands: surer ({first_confidence:.2f}) than the "
-                   f"second's ({shown}), whose answer was: {answer}")
+        fallback = surest or (earlier[-1] if earlier else None)
+        if fallback is None:
+            return None, None
+        return fallback[1], f"attempt {attempt} has no answer: attempt {fallback[0]}'s stands"
+    if surest is None or (confidence is not None and confidence >= surest[2]):
+        return answer, f"the answer of attempt {attempt} stands (confidence {_shown(confidence)})"
+    return surest[1], (f"{EARLIER_STANDS} (attempt {surest[0]}, confidence {surest[2]:.2f}) over "
+                       f"attempt {attempt}'s ({_shown(confidence)}), whose answer was: {answer}")
 
 
 def finish(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
@@ -430,8 +438,8 @@ def finish(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
     update = {"status": status, "verified": verified, "final_answer": answer, "stop_reason": reason_}
     confidence, steps = state.get("confidence"), state.get("steps")
     sure = confidence is not None and confidence >= config.unsure_below
-    if _may_retry(state, config) and sure:  # why the run did not retrieve
-        why = f"sure of the first attempt (confidence {confidence:.2f} >= {config.unsure_below:g})"
+    if _may_retry(state, config) and sure:  # why the run did not retrieve, or try again
+        why = f"sure of {_attempt_name(state)} (confidence {confidence:.2f} >= {config.unsure_below:g})"
     if why and steps:
         last = steps[-1]
         update["steps"] = [{**last, "events": [*last["events"], why]}]
@@ -461,20 +469,45 @@ def after_retrieve(state: AgentState) -> Literal["judge", "reason"]:
     return "judge" if state["pending"]["hits"] or attempt_steps(state) else "reason"
 
 
+def _bare_attempt(state: AgentState, config: AgentConfig) -> bool:
+    """Whether this is the first attempt of a run that retrieves only when unsure of it: the
+    bare model's call (no retrieval, no Search tool, no scheduled cut)."""
+    return config.retrieve_when == "unsure" and state.get("attempt", 1) == 1
+
+
 def _may_retry(state: AgentState, config: AgentConfig) -> bool:
-    """Whether this is the first attempt of a run that retrieves only when unsure of it."""
-    return config.retrieve_when == "unsure" and not state.get("retried")
+    """Whether, in a run that retrieves only when unsure, another attempt may follow this one."""
+    return config.retrieve_when == "unsure" and state.get("attempt", 1) < config.max_attempts
+
+
+def _can_retry(state: AgentState, context: AgentContext) -> bool:
+    """Whether an unsure end of this attempt would be followed by another (retrieval first, the
+    first time): what makes it worth ending the attempt early."""
+    config = context.config
+    return (_may_retry(state, config) and _has_sources(context)
+            and (state.get("attempt", 1) > 1 or can_retrieve(state, config)))
+
+
+def _attempt_name(state: AgentState) -> str:
+    attempt = state.get("attempt", 1)
+    return "the first attempt" if attempt == 1 else f"attempt {attempt}"
+
+
+def _sampling(state: AgentState, config: AgentConfig) -> dict[str, Any]:
+    """The third attempt on is sampled (the second has the retrieved references to differ by),
+    each with a seed of its own, so a run is reproducible."""
+    attempt = state.get("attempt", 1)
+    return {"temperature": config.retry_temperature, "seed": attempt} if attempt > 2 else {}
 
 
 def settle(state: AgentState, runtime: Runtime[AgentContext]) -> Literal["retry", "finish"]:
-    """After the first attempt of ``retrieve_when="unsure"``: retrieve and solve again when its
+    """After an attempt of ``retrieve_when="unsure"`` that another may follow: try again when its
     answer is missing, forced, or written at a confidence under ``unsure_below`` (unknown
     confidence, from a runtime without log-probabilities, counts as unsure)."""
     context = runtime.context
     config = context.config
-    if (not _may_retry(state, config) or not _has_sources(context) or state.get("status") == "error"
-            or not can_retrieve(state, config) or elapsed(state) >= config.max_seconds
-            or state.get("tokens", 0) >= config.max_tokens):
+    if (not _can_retry(state, context) or state.get("status") == "error"
+            or elapsed(state) >= config.max_seconds or state.get("tokens", 0) >= config.max_tokens):
         return "finish"
     confidence = state.get("confidence")
     answered = last_boxed(state.get("solution", "")) is not None and not state.get("forced_answer")
@@ -483,8 +516,9 @@ def settle(state: AgentState, runtime: Runtime[AgentContext]) -> Literal["retry"
 
 
 def retry(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
-    """Set the unsure first attempt aside (its steps stay in the record) and start again from
-    the problem, with retrieval first."""
+    """Set the unsure attempt aside (its steps and answer stay in the record) and start again
+    from the problem: with retrieval first after the first attempt, with the same references
+    (sampled) after a later one."""
     config = runtime.context.config
     answer = last_boxed(state.get("solution", ""))
     confidence = state.get("confidence")
@@ -493,17 +527,26 @@ def retry(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
            else "no answer" if answer is None else "a forced answer" if state.get("forced_answer")
            else "confidence unknown" if confidence is None
            else f"confidence {confidence:.2f} < {config.unsure_below:g}")
-    steps = state.get("steps", [])
+    steps, attempt = state.get("steps", []), state.get("attempt", 1)
+    this = [answer, None if state.get("forced_answer") else confidence]
     update: dict[str, Any] = {
-        "retried": True, "first_answer": answer, "attempt_start": len(steps), "solution": "",
-        "first_confidence": None if state.get("forced_answer") else confidence, "confidence": None,
-        "references": [], "solution_tokens": 0, "done_writing": False, "looping": False,
-        "forced_answer": False, "stopped_unsure": False, "request": None, "pending": None, "reasks": 0}
+        "attempt": attempt + 1, "earlier_answers": [*state.get("earlier_answers", []), this],
+        "attempt_start": len(steps), "solution": "", "confidence": None, "solution_tokens": 0,
+        "done_writing": False, "looping": False, "forced_answer": False, "stopped_unsure": False,
+        "request": None, "pending": None, "reasks": 0}
+    if attempt == 1:
+        update["references"] = []
     if steps:
         last = steps[-1]
-        event = f"unsure of the first attempt ({why}): retrieving and solving again"
+        then = "retrieving, solving again" if attempt == 1 else "solving again, sampled"
+        event = f"unsure of {_attempt_name(state)} ({why}): {then}"
         update["steps"] = [{**last, "events": [*last["events"], event]}]
     return update
+
+
+def after_retry(state: AgentState) -> Literal["retrieve", "reason"]:
+    """The second attempt retrieves first; later ones keep its references."""
+    return "retrieve" if state["attempt"] == 2 else "reason"
 
 
 def after_reason(state: AgentState, runtime: Runtime[AgentContext]
@@ -526,7 +569,7 @@ def after_reason(state: AgentState, runtime: Runtime[AgentContext]
 
 def scheduled(state: AgentState, context: AgentContext) -> bool:
     """Whether ``retrieve_every`` paragraphs have been written since the last retrieval."""
-    if context.retriever is None or not context.config.retrieve_every or _may_retry(state, context.config):
+    if context.retriever is None or not context.config.retrieve_every or _bare_attempt(state, context.config):
         return False
     return len(state.get("steps", [])) - state.get("last_retrieval_step", 0) >= context.config.retrieve_every
 
@@ -561,7 +604,7 @@ def compile_graph(checkpointer: Any = None, context: AgentContext | None = None)
                                                                  "retry", "finish"])
     graph.add_edge("compute", "reason")
     graph.add_conditional_edges("conclude", bound(settle), ["retry", "finish"])
-    graph.add_edge("retry", "retrieve")
+    graph.add_conditional_edges("retry", after_retry, ["retrieve", "reason"])
     graph.add_edge("finish", END)
     return graph.compile(checkpointer=checkpointer, name="rader")
 

@@ -63,9 +63,8 @@ class AgentState(TypedDict, total=False):
     forced_answer: bool  # the answer was asked for after the budget ran out
     confidence: float | None  # the lowest window confidence of the solution so far (retrieve_when "unsure")
     attempt_start: int  # steps written before the current attempt at the solution (0: the first)
-    retried: bool  # an unsure first attempt led to retrieval and a second attempt
-    first_answer: str | None  # that first attempt's answer (it stands if the second finds none)
-    first_confidence: float | None  # its confidence, when its answer was written, not forced
+    attempt: int  # which attempt at the solution this is (1: the first; retrieve_when "unsure")
+    earlier_answers: list[list[Any]]  # [answer, confidence] of each attempt set aside (None: none, forced)
     stopped_unsure: bool  # the first attempt was ended where its confidence fell under unsure_below
 
 
@@ -88,7 +87,9 @@ class AgentConfig:
     retrieve_when: Literal["always", "unsure"] = "always"  # unsure: only after an unsure first attempt
     unsure_below: float = 0.8  # the confidence under which a first attempt is unsure (RESULTS.md)
     confidence_window: int = 32  # tokens of the window that confidence is the lowest over
-    stop_when_unsure: bool = True  # end the first attempt at its first window under unsure_below
+    stop_when_unsure: bool = True  # end an attempt that another may follow at its first unsure window
+    max_attempts: int = 2  # attempts at the solution: the bare one, then with retrieval, then sampled
+    retry_temperature: float = 0.7  # sampling temperature of the third attempt on
     retrieve_on_request: bool = False  # tell the model it may write "Search: ..." and act on it
     retrieve_every: int = 0  # also retrieve after every N paragraphs (0: never)
     write_query: bool = True  # before theorem retrieval the model names the theorem it needs (llm_query)

@@ -127,6 +127,11 @@ class AgentSettings(Section):
     stop_when_unsure: bool = Field(agent_default("stop_when_unsure"),
                                    description="end the first attempt as soon as its confidence falls "
                                    "under unsure_below (no answer of its own then)")
+    max_attempts: int = Field(agent_default("max_attempts"), ge=1,
+                              description="attempts at a solution when unsure: the first alone, the "
+                              "second with retrieval, later ones sampled; the surest answer stands")
+    retry_temperature: float = Field(agent_default("retry_temperature"), ge=0,
+                                     description="sampling temperature of the third attempt on")
     retrieve_on_request: bool = Field(agent_default("retrieve_on_request"),
                                       description="let the model ask with a `Search:` line")
     retrieve_every: int = Field(agent_default("retrieve_every"), ge=0,

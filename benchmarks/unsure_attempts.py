@@ -4,9 +4,10 @@
 
 - The gate: of the problems the first attempt was unsure of (retried) and sure of (kept), how
   many the same run's bare call got right (a gate that works retries the bare call's misses).
-- The choice between two attempts: the row's rule (the surer answer stands) against always
-  taking the second attempt's answer, on the same runs (where the first answer stood, the
-  trajectory names the second's, which is verified here), with the exact McNemar p.
+- Attempts: how many runs made 1, 2, 3... attempts, and how many of each were right.
+- The choice between attempts: the row's rule (the surest answer stands) against always taking
+  the last attempt's answer, on the same runs (where an earlier answer stood, the trajectory
+  names the last one's, which is verified here), with the exact McNemar p.
 """
 
 from __future__ import annotations
@@ -17,25 +18,25 @@ from collections import Counter
 from pathlib import Path
 
 from rader.agent.bench import exact_mcnemar
+from rader.agent.graph import EARLIER_STANDS
 from rader.agent.sandbox import verify_answer
 from rader.app.settings import Settings
 from rader.app.wiring import store_from_settings
 
-FIRST_STANDS = "the first attempt's answer stands"
-SECOND_WAS = "whose answer was: "
+LAST_WAS = "whose answer was: "
 
 
-def attempts(trajectory) -> tuple[bool, bool, bool | None]:
-    """(retried, the first answer stood, whether the second attempt's answer is right): the last
-    differs from the run's own verdict only where the first attempt's answer stood."""
+def attempts(trajectory) -> tuple[int, bool, bool | None]:
+    """(attempts made, an earlier answer stood, whether the last attempt's answer is right): the
+    last differs from the run's own verdict only where an earlier attempt's answer stood."""
     events = [e for step in trajectory.steps for e in step.events]
-    retried = any(e.startswith("unsure of the first attempt") for e in events)
-    stood = next((e for e in events if e.startswith(FIRST_STANDS)), None)
+    made = 1 + sum(e.startswith("unsure of ") for e in events)
+    stood = next((e for e in events if e.startswith(EARLIER_STANDS)), None)
     if stood is None:
-        return retried, False, trajectory.verified
+        return made, False, trajectory.verified
     problem = trajectory.problem
-    second = stood.split(SECOND_WAS, 1)[1]
-    return retried, True, verify_answer(second, str(problem.answer), answer_type=problem.answer_type)
+    last = stood.split(LAST_WAS, 1)[1]
+    return made, True, verify_answer(last, str(problem.answer), answer_type=problem.answer_type)
 
 
 def main() -> None:
@@ -48,14 +49,16 @@ def main() -> None:
     unsure = [r for r in rows if r["mode"] == "unsure" and r["problem_id"] in bare]
     store = store_from_settings(Settings(), readonly=True)
     gate: Counter = Counter()
-    surer, second_always, paired_bare, first_stood = [], [], [], 0
+    made: Counter = Counter()
+    surer, last_always, paired_bare, earlier_stood = [], [], [], 0
     for row in unsure:
-        retried, stood, second_right = attempts(store.get(row["trajectory_id"]))
+        count, stood, last_right = attempts(store.get(row["trajectory_id"]))
         right = row["verified"] is True
-        gate[("retried" if retried else "kept", bare[row["problem_id"]], right)] += 1
-        first_stood += stood
+        gate[("retried" if count > 1 else "kept", bare[row["problem_id"]], right)] += 1
+        made[(count, right)] += 1
+        earlier_stood += stood
         surer.append(right)
-        second_always.append(second_right is True)
+        last_always.append(last_right is True)
         paired_bare.append(bare[row["problem_id"]])
     print(f"{len(unsure)} problems with bare and unsure rows")
     for choice in ("retried", "kept"):
@@ -64,10 +67,13 @@ def main() -> None:
         print(f"  {choice}: {total}; bare right on {sum(n for (b, _), n in cells.items() if b)}, "
               f"unsure right on {sum(n for (_, u), n in cells.items() if u)} "
               f"(won {cells.get((False, True), 0)}, lost {cells.get((True, False), 0)})")
-    lost, won, p = exact_mcnemar(second_always, surer)
-    print(f"  the surer answer: {sum(surer)} right; the second attempt's always: {sum(second_always)} right "
-          f"(the first answer stood on {first_stood}; the surer rule lost {lost}, won {won}, p {p:.3f})")
-    for name, outcomes in (("the surer answer", surer), ("the second attempt's always", second_always)):
+    for count in sorted({c for c, _ in made}):
+        right = made[(count, True)]
+        print(f"  {count} attempt(s): {right + made[(count, False)]} runs, {right} right")
+    lost, won, p = exact_mcnemar(last_always, surer)
+    print(f"  the surest answer: {sum(surer)} right; the last attempt's always: {sum(last_always)} right "
+          f"(an earlier answer stood on {earlier_stood}; the surest rule lost {lost}, won {won}, p {p:.3f})")
+    for name, outcomes in (("the surest answer", surer), ("the last attempt's always", last_always)):
         lost, won, p = exact_mcnemar(paired_bare, outcomes)
         print(f"  {name} against bare ({sum(paired_bare)} right): lost {lost}, won {won}, p {p:.3f}")
 

@@ -14,7 +14,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from rich.console import Console
 
 from rader.agent import AgentConfig, LLMConfig, Problem, build_graph, chat_model
-from rader.agent.graph import near_identical, search
+from rader.agent.graph import EARLIER_STANDS, near_identical, search
 from rader.agent.prompts import SOLVE_SYSTEM, quote_theorem, solve_prompt
 from rader.agent.protocol import last_boxed
 from rader.agent.runner import run_problem
@@ -372,7 +372,7 @@ def test_retrieval_when_unsure_skips_retrieval_for_a_confident_answer(bm25, tmp_
         llm = chat_model(LLMConfig(backend="openai", base_url=server.url, model="m"), home=tmp_path)
         state = build_graph(llm, bm25, AgentConfig(**UNSURE)).invoke({"problem": PROBLEM})
         assert server.requests[0]["logprobs"] is True  # the solution is streamed with its log-probabilities
-    assert len(server.requests) == 1 and state["references"] == [] and not state.get("retried")
+    assert len(server.requests) == 1 and state["references"] == [] and state.get("attempt", 1) == 1
     assert state["confidence"] > 0.98 and state["final_answer"] == "5" and state["verified"] is True
     assert state["steps"][0]["queries"] == []
     assert "sure of the first attempt" in state["steps"][-1]["events"][-1]
@@ -384,7 +384,7 @@ def test_an_unsure_first_attempt_retrieves_and_solves_again(bm25):
     first, second = "Maybe the roots are 1 and 6.\n\nSo $\\boxed{7}$.", "By Vieta the sum is $\\boxed{5}$."
     model = Scripted(responses=[first, second])
     state = build_graph(model, bm25, AgentConfig(**UNSURE)).invoke({"problem": PROBLEM})
-    assert state["retried"] and state["first_answer"] == "7" and state["attempt_start"] == 2
+    assert state["attempt"] == 2 and state["earlier_answers"] == [["7", None]] and state["attempt_start"] == 2
     assert [s["index"] for s in state["steps"]] == [1, 2, 3]
     assert "unsure of the first attempt (confidence unknown)" in state["steps"][1]["events"][-1]
     again = state["steps"][2]
@@ -398,11 +398,12 @@ def test_the_real_runtime_reports_confidence_and_an_unsure_run_keeps_its_first_a
     ``unsure_below`` = 1 every attempt is unsure; when the second finds no answer, the first stands."""
     config = AgentConfig(solution_tokens=48, force_answer=False, unsure_below=1.0, **UNSURE)
     state = build_graph(smol_llm, bm25, config).invoke({"problem": PROBLEM})
-    assert 0 < state["first_confidence"] <= 1 and state["retried"]
+    (first, first_confidence), = state["earlier_answers"]
+    assert 0 < first_confidence <= 1 and state["attempt"] == 2
     said = [e for s in state["steps"] for e in s["events"] if e.startswith("unsure of the first attempt")]
     assert len(said) == 1 and ", 32 tokens in: stopped it there" in said[0]  # its first full window
     assert sum(1 for s in state["steps"] if s["queries"]) == 1
-    assert state["final_answer"] in (last_boxed(state["solution"]), state["first_answer"])
+    assert state["final_answer"] in (last_boxed(state["solution"]), first)
     assert state["confidence"] is None or 0 < state["confidence"] <= 1  # the second attempt's own
 
 
@@ -419,12 +420,13 @@ def test_the_surer_of_two_attempts_gives_the_answer(bm25, tmp_path, second_logpr
         config = AgentConfig(stop_when_unsure=False, **UNSURE)
         state = build_graph(llm, bm25, config).invoke({"problem": PROBLEM})
         assert [r["logprobs"] for r in server.requests] == [True, True]
-    assert state["retried"] and state["first_answer"] == "7" and state["final_answer"] == kept
-    assert state["first_confidence"] == pytest.approx(math.exp(-0.3), abs=1e-3)
+    (first, first_confidence), = state["earlier_answers"]
+    assert state["attempt"] == 2 and first == "7" and state["final_answer"] == kept
+    assert first_confidence == pytest.approx(math.exp(-0.3), abs=1e-3)
     assert state["confidence"] == pytest.approx(math.exp(second_logprob), abs=1e-3)
     assert state["verified"] is (kept == "5")
     said = state["steps"][-1]["events"][-1]
-    assert said.startswith("the first attempt's answer stands" if kept == "7" else "the second attempt's")
+    assert said.startswith(EARLIER_STANDS if kept == "7" else "the answer of attempt 2 stands")
     assert said.endswith("whose answer was: 5") == (kept == "7")  # what the other rule would have kept
 
 
@@ -441,12 +443,37 @@ def test_an_unsure_first_attempt_ends_where_its_confidence_falls(bm25, tmp_path,
         state = build_graph(llm, bm25, AgentConfig(**UNSURE)).invoke({"problem": PROBLEM})
     written = "\n\n".join(s["thought"] for s in state["steps"][:state.get("attempt_start", 99)])
     if logprob == -0.3:
-        assert state["retried"] and len(server.requests) == 2 and state["first_answer"] is None
+        assert state["attempt"] == 2 and len(server.requests) == 2 and state["earlier_answers"][0][0] is None
         assert 8 * 31 < len(written) <= 8 * 32 + 2  # 32 pieces of 8 characters, no more
         assert "stopped it there" in state["steps"][state["attempt_start"] - 1]["events"][-1]
         assert state["final_answer"] == "5" and state["verified"] is True
     else:
-        assert not state.get("retried") and len(server.requests) == 1 and state["final_answer"] == "7"
+        assert "attempt" not in state and len(server.requests) == 1 and state["final_answer"] == "7"
+
+
+def test_unsure_attempts_go_on_until_one_is_sure(bm25, tmp_path):
+    """With max_attempts 4: the bare attempt and the one with theorems both fall under 0.8 and are
+    ended early; the third, sampled (its own temperature and seed) with the same references, is
+    sure, so its answer stands and no fourth follows. Retrieval runs once."""
+    from scripted import ScriptedServer
+
+    unsure = "".join(f"Try the pair {n} and {6 - n} once more.\n\n" for n in range(40))
+    replies = iter([(unsure, -0.3), (unsure, -0.4), ("By Vieta the sum is $\\boxed{5}$.", -0.01)])
+    with ScriptedServer(lambda messages, body: next(replies)) as server:
+        llm = chat_model(LLMConfig(backend="openai", base_url=server.url, model="m"), home=tmp_path)
+        state = build_graph(llm, bm25, AgentConfig(max_attempts=4, **UNSURE)).invoke({"problem": PROBLEM})
+        sent = server.requests
+    assert [(r.get("temperature"), r.get("seed")) for r in sent] == [(0.0, 0), (0.0, 0), (0.7, 3)]
+    assert sent[1]["messages"][1]["content"] == sent[2]["messages"][1]["content"]  # the same references
+    prompts = [r["messages"][1]["content"] for r in sent]
+    assert "<theorem" in prompts[1] and "<theorem" not in prompts[0]
+    assert state["attempt"] == 3 and [a for a, _ in state["earlier_answers"]] == [None, None]
+    assert sum(1 for s in state["steps"] if s["queries"]) == 1
+    said = [e for s in state["steps"] for e in s["events"] if "unsure of" in e or "sure of" in e]
+    assert said[0].startswith("unsure of the first attempt") and said[0].endswith("retrieving, solving again")
+    assert said[1].startswith("unsure of attempt 2") and said[1].endswith("solving again, sampled")
+    assert said[2].startswith("sure of attempt 3 (confidence 0.99") and len(said) == 3
+    assert state["final_answer"] == "5" and state["verified"] is True
 
 
 def test_the_unsure_first_attempt_is_the_bare_call_even_with_scheduled_retrieval(bm25):
