@@ -15,12 +15,12 @@ all tokens, wall time, and a step cap far above what solutions need.
 With ``retrieve_when="unsure"`` the first pass is the bare model's call, without retrieval,
 streamed with its token log-probabilities; when its answer is missing, forced or unsure
 (`rader.agent.confidence`), **retry** sets it aside and the run starts again from the problem
-with retrieval first. Confidence can only fall as a text grows, so (``stop_when_unsure``) the
-first attempt ends as soon as it falls under ``unsure_below``: the rest of a solution that
-would be set aside is never written. The first attempt's steps stay in the record. The second
-attempt is streamed with log-probabilities too; where both attempts have an answer (the first
-one written in full), the surer one stands (DeepConf's confidence-weighted choice over two
-traces), and the first one's stands when the second ends without one.
+with retrieval first. Confidence can only fall as a text grows, so (``stop_when_unsure``) an
+attempt that another may follow ends as soon as it falls under ``unsure_below``: the rest of a
+solution that would be set aside is never written. With ``max_attempts`` over 2, the third
+attempt on are sampled with the second's references, until one is sure. Every attempt's steps
+stay in the record; where several have an answer, the surest stands (DeepConf's
+confidence-weighted choice), and an earlier one's when the last ends without one.
 
 Nodes and routers are module-level functions of the state and LangGraph's run-time context
 (`AgentContext`: the chat models, the retrievers and the settings of one run), so one

@@ -65,7 +65,7 @@ class AgentState(TypedDict, total=False):
     attempt_start: int  # steps written before the current attempt at the solution (0: the first)
     attempt: int  # which attempt at the solution this is (1: the first; retrieve_when "unsure")
     earlier_answers: list[list[Any]]  # [answer, confidence] of each attempt set aside (None: none, forced)
-    stopped_unsure: bool  # the first attempt was ended where its confidence fell under unsure_below
+    stopped_unsure: bool  # this attempt was ended where its confidence fell under unsure_below
 
 
 @dataclass(frozen=True, kw_only=True)
