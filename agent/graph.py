@@ -392,7 +392,7 @@ def conclude(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any
 
 
 def _shown(confidence: float | None) -> str:
-    return "forced or unknown" if confidence is None else f"{confidence:.2f}"
+    return "forced or unknown" if confidence is None else f"{confidence:.3f}"
 
 
 def surer_answer(state: AgentState) -> tuple[str | None, str | None]:
@@ -414,7 +414,7 @@ def surer_answer(state: AgentState) -> tuple[str | None, str | None]:
         return fallback[1], f"attempt {attempt} has no answer: attempt {fallback[0]}'s stands"
     if surest is None or (confidence is not None and confidence >= surest[2]):
         return answer, f"the answer of attempt {attempt} stands (confidence {_shown(confidence)})"
-    return surest[1], (f"{EARLIER_STANDS} (attempt {surest[0]}, confidence {surest[2]:.2f}) over "
+    return surest[1], (f"{EARLIER_STANDS} (attempt {surest[0]}, confidence {surest[2]:.3f}) over "
                        f"attempt {attempt}'s ({_shown(confidence)}), whose answer was: {answer}")
 
 
@@ -439,7 +439,7 @@ def finish(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
     confidence, steps = state.get("confidence"), state.get("steps")
     sure = confidence is not None and confidence >= config.unsure_below
     if _may_retry(state, config) and sure:  # why the run did not retrieve, or try again
-        why = f"sure of {_attempt_name(state)} (confidence {confidence:.2f} >= {config.unsure_below:g})"
+        why = f"sure of {_attempt_name(state)} (confidence {confidence:.3f} >= {config.unsure_below:g})"
     if why and steps:
         last = steps[-1]
         update["steps"] = [{**last, "events": [*last["events"], why]}]
@@ -522,11 +522,11 @@ def retry(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
     config = runtime.context.config
     answer = last_boxed(state.get("solution", ""))
     confidence = state.get("confidence")
-    why = (f"confidence {confidence:.2f} < {config.unsure_below:g}, {state.get('solution_tokens', 0)} "
+    why = (f"confidence {confidence:.3f} < {config.unsure_below:g}, {state.get('solution_tokens', 0)} "
            "tokens in: stopped it there" if state.get("stopped_unsure")
            else "no answer" if answer is None else "a forced answer" if state.get("forced_answer")
            else "confidence unknown" if confidence is None
-           else f"confidence {confidence:.2f} < {config.unsure_below:g}")
+           else f"confidence {confidence:.3f} < {config.unsure_below:g}")
     steps, attempt = state.get("steps", []), state.get("attempt", 1)
     this = [answer, None if state.get("forced_answer") else confidence]
     update: dict[str, Any] = {
