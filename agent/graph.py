@@ -395,7 +395,7 @@ def _shown(confidence: float | None) -> str:
     return "forced or unknown" if confidence is None else f"{confidence:.3f}"
 
 
-def surer_answer(state: AgentState) -> tuple[str | None, str | None]:
+def surest_answer(state: AgentState) -> tuple[str | None, str | None]:
     """The run's answer and, after more than one attempt, why: the last attempt's answer, unless
     it has none or an earlier one was written at a higher confidence (a forced or unknown
     confidence never wins)."""
@@ -420,7 +420,7 @@ def surer_answer(state: AgentState) -> tuple[str | None, str | None]:
 
 def finish(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
     config = runtime.context.config
-    answer, why = surer_answer(state)
+    answer, why = surest_answer(state)
     gold = state["problem"].get("answer")
     verified = verify_answer(answer, str(gold), answer_type=state["problem"].get("answer_type"),
                              limits=config.compute_limits) if answer and gold is not None else None

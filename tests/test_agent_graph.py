@@ -393,9 +393,10 @@ def test_an_unsure_first_attempt_retrieves_and_solves_again(bm25):
     assert state["final_answer"] == "5" and state["verified"] is True and state["status"] == "done"
 
 
-def test_the_real_runtime_reports_confidence_and_an_unsure_run_keeps_its_first_answer(smol_llm, bm25):
-    """llama.cpp streams log-probabilities: the first attempt gets a confidence in (0, 1]. Over
-    ``unsure_below`` = 1 every attempt is unsure; when the second finds no answer, the first stands."""
+def test_the_real_runtime_reports_confidence_and_stops_an_unsure_first_attempt(smol_llm, bm25):
+    """llama.cpp streams log-probabilities: the first attempt gets a confidence in (0, 1]. Under
+    ``unsure_below`` = 1 every attempt is unsure: the first is ended at its first full window of
+    32 tokens, and the second, with retrieval, gives the answer (or the first's, had it one)."""
     config = AgentConfig(solution_tokens=48, force_answer=False, unsure_below=1.0, **UNSURE)
     state = build_graph(smol_llm, bm25, config).invoke({"problem": PROBLEM})
     (first, first_confidence), = state["earlier_answers"]
