@@ -125,8 +125,8 @@ class AgentSettings(Section):
     confidence_window: int = Field(agent_default("confidence_window"), ge=1,
                                    description="tokens of that window")
     stop_when_unsure: bool = Field(agent_default("stop_when_unsure"),
-                                   description="end the first attempt as soon as its confidence falls "
-                                   "under unsure_below (no answer of its own then)")
+                                   description="end an attempt that another may follow as soon as its "
+                                   "confidence falls under unsure_below (it has no answer then)")
     max_attempts: int = Field(agent_default("max_attempts"), ge=1,
                               description="attempts at a solution when unsure: the first alone, the "
                               "second with retrieval, later ones sampled; the surest answer stands")
