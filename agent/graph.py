@@ -395,6 +395,11 @@ def _shown(confidence: float | None) -> str:
     return "forced or unknown" if confidence is None else f"{confidence:.3f}"
 
 
+def _attempt_confidence(state: AgentState) -> float | None:
+    """The current attempt's confidence as a claim on its answer: none for a forced answer."""
+    return None if state.get("forced_answer") else state.get("confidence")
+
+
 def surest_answer(state: AgentState) -> tuple[str | None, str | None]:
     """The run's answer and, after more than one attempt, why: the last attempt's answer, unless
     it has none or an earlier one was written at a higher confidence (a forced or unknown
@@ -403,7 +408,7 @@ def surest_answer(state: AgentState) -> tuple[str | None, str | None]:
     attempt = state.get("attempt", 1)
     if attempt == 1:
         return answer, None
-    confidence = None if state.get("forced_answer") else state.get("confidence")
+    confidence = _attempt_confidence(state)
     earlier = [(i, a, c) for i, (a, c) in enumerate(state.get("earlier_answers", []), 1) if a is not None]
     known = [e for e in earlier if e[2] is not None]
     surest = max(known, key=lambda e: e[2], default=None)
@@ -522,13 +527,13 @@ def retry(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
     config = runtime.context.config
     answer = last_boxed(state.get("solution", ""))
     confidence = state.get("confidence")
-    why = (f"confidence {confidence:.3f} < {config.unsure_below:g}, {state.get('solution_tokens', 0)} "
-           "tokens in: stopped it there" if state.get("stopped_unsure")
+    under = None if confidence is None else f"confidence {confidence:.3f} < {config.unsure_below:g}"
+    tokens = state.get("solution_tokens", 0)
+    why = (f"{under}, {tokens} tokens in: stopped it there" if state.get("stopped_unsure")
            else "no answer" if answer is None else "a forced answer" if state.get("forced_answer")
-           else "confidence unknown" if confidence is None
-           else f"confidence {confidence:.3f} < {config.unsure_below:g}")
+           else under or "confidence unknown")
     steps, attempt = state.get("steps", []), state.get("attempt", 1)
-    this = [answer, None if state.get("forced_answer") else confidence]
+    this = [answer, _attempt_confidence(state)]
     update: dict[str, Any] = {
         "attempt": attempt + 1, "earlier_answers": [*state.get("earlier_answers", []), this],
         "attempt_start": len(steps), "solution": "", "confidence": None, "solution_tokens": 0,
