@@ -122,14 +122,14 @@ def bench_judge(llm, pairs: list[tuple[str, str, bool]], corpus: Corpus, config:
     return report, rows
 
 
-AGENT_MODES = ("bare", "none", "theorems", "unsure", "examples", "both", "gold")
+AGENT_MODES = ("bare", "none", "theorems", "unsure", "unsure-both", "examples", "both", "gold")
 
 
 @dataclass(frozen=True, slots=True)
 class BenchMode:
     """One row of the agent benchmark: a graph and the retriever name its runs record."""
 
-    name: str  # bare, none, theorems, examples, both, gold
+    name: str  # one of AGENT_MODES
     graph: Any
     retriever: str
 

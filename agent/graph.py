@@ -98,7 +98,7 @@ def _charge(pending: Pending, usage: Usage, seconds: float) -> Pending:
 
 
 def _system(context: AgentContext, state: AgentState) -> str:
-    return prompts.solve_system(search=_search_tool(context, state), compute=context.config.compute)
+    return prompts.solve_system(search=_search_tool(context, state), compute=_compute_tool(context, state))
 
 
 def _search_tool(context: AgentContext, state: AgentState) -> bool:
@@ -108,9 +108,14 @@ def _search_tool(context: AgentContext, state: AgentState) -> bool:
     return context.retriever is not None and config.retrieve_on_request and not _bare_attempt(state, config)
 
 
+def _compute_tool(context: AgentContext, state: AgentState) -> bool:
+    """Whether the model may ask for a computation (never in the unsure mode's first attempt)."""
+    return context.config.compute and not _bare_attempt(state, context.config)
+
+
 def _requests(context: AgentContext, state: AgentState) -> tuple[str, ...]:
     """The request lines the model was told it may write."""
-    offered = (("search", _search_tool(context, state)), ("compute", context.config.compute))
+    offered = (("search", _search_tool(context, state)), ("compute", _compute_tool(context, state)))
     return tuple(kind for kind, on in offered if on)
 
 
@@ -238,6 +243,17 @@ def retrieve(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any
 
 
 # -- judge: what enters the context ---------------------------------------------------------
+def near_twins(hits: list[dict[str, Any]], config: AgentConfig) -> dict[str, float]:
+    """The worked examples that the dense retriever scored at ``twin_similarity`` (cosine) or
+    more, by id: the same kind of problem with other numbers, shown without asking the judge
+    (on MATH the judge's P(yes) did not tell a helpful example from a harmful one, RESULTS.md).
+    Other retrievers' scores are not cosines, so their hits are never twins."""
+    if not config.twin_similarity:
+        return {}
+    return {hit["theorem_id"]: hit["score"] for hit in hits
+            if hit["retriever"] == EXAMPLES_PREFIX + "dense" and hit["score"] >= config.twin_similarity}
+
+
 def judge(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
     context = runtime.context
     config = context.config
@@ -245,9 +261,13 @@ def judge(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
     pending = dict(state["pending"])
     items = [_item(context, hit) for hit in pending["hits"]]
     steps = [s["thought"] for s in attempt_steps(state)]
-    judgments, usage, events = [], Usage(), []
+    twins = near_twins(pending["hits"], config)
+    judgments, usage, events = [], Usage(), [
+        f"worked example {item} is a near-twin of the problem (similarity {score:.3f} >= "
+        f"{config.twin_similarity:g}): shown without judging" for item, score in twins.items()]
     if config.judge and items:
-        for group in ([i for i in items if is_example(i)], [i for i in items if not is_example(i)]):
+        judged = [i for i in items if i.id not in twins]
+        for group in ([i for i in judged if is_example(i)], [i for i in judged if not is_example(i)]):
             if not group:
                 continue
             try:
@@ -257,7 +277,7 @@ def judge(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
             judgments += found
             usage += used
             events += more
-        relevant = {j.theorem_id for j in judgments if j.relevant}
+        relevant = {j.theorem_id for j in judgments if j.relevant} | twins.keys()
     else:
         relevant = {i.id for i in items}
     chosen = [i for i in items if i.id in relevant]

@@ -100,6 +100,7 @@ class AgentConfig:
     judge_threshold: float = 0.75  # P(yes) that makes any hit relevant (calibrated, RESULTS.md)
     judge_top_threshold: float = 0.05  # P(yes) that makes a retrieval's best-scored theorem relevant
     example_threshold: float = 0.75  # P(yes) that makes a worked example relevant (no best-hit rule)
+    twin_similarity: float = 0.0  # dense cosine that shows a worked example without judging (0: off)
     judge_concurrency: int = 1  # verdicts sent at once (raise it for a server that batches, e.g. vLLM)
     judge_chars: int = 0  # statement characters shown to the judge beside a theorem's title
     theorem_chars: int = 300  # statement characters of a relevant theorem shown to the model

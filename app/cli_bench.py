@@ -102,7 +102,8 @@ def bench_agent_command(
     modes: Annotated[str, typer.Option(
         help="comma-separated rows: bare (one plain call; always run, every row is compared with it), "
         "none (the agent, no retrieval), theorems, unsure (theorems only when the agent's answer without "
-        "them is unsure), examples (worked examples), both, gold (the labelled theorem given; needs "
+        "them is unsure), unsure-both (the same with worked examples too), examples (worked examples), "
+        "both, gold (the labelled theorem given; needs "
         "--qrels)")]
     = "bare,none,theorems,examples,both",
     retriever: Annotated[str, typer.Option(help="theorem retriever: bm25, dense or hybrid")] = "hybrid",
@@ -210,9 +211,10 @@ def _bench_modes(settings, chosen: list[str], retriever: str, examples: str, exc
     base = agent_from_settings(settings, retriever="none", examples="none")
     config = settings.agent.config()
     wanted = set(chosen)
-    with_theorem_modes = {"theorems", "unsure", "both"}
+    with_theorem_modes = {"theorems", "unsure", "unsure-both", "both"}
+    with_example_modes = {"examples", "both", "unsure-both"}
     theorems = retriever_from_settings(settings, kind=retriever) if wanted & with_theorem_modes else None
-    solved = examples_from_settings(settings, examples, excluded) if wanted & {"examples", "both"} else None
+    solved = examples_from_settings(settings, examples, excluded) if wanted & with_example_modes else None
     modes = []
     for mode in chosen:
         if mode == "bare":
@@ -226,8 +228,8 @@ def _bench_modes(settings, chosen: list[str], retriever: str, examples: str, exc
             name = "gold"
         else:
             with_theorems = theorems if mode in with_theorem_modes else None
-            with_examples = solved if mode in ("examples", "both") else None
-            when = "unsure" if mode == "unsure" else config.retrieve_when
+            with_examples = solved if mode in with_example_modes else None
+            when = "unsure" if mode.startswith("unsure") else config.retrieve_when
             graph = build_graph(base.llm, with_theorems, dataclasses.replace(config, retrieve_when=when),
                                 examples=with_examples, aux_llm=base.aux_llm)
             name = agent_name(retriever if with_theorems else "none", examples if with_examples else "none")

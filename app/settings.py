@@ -150,6 +150,9 @@ class AgentSettings(Section):
                                        description="same, for a retrieval's best theorem")
     example_threshold: float = Field(agent_default("example_threshold"), ge=0, le=1,
                                      description="P(yes) that makes an example relevant")
+    twin_similarity: float = Field(agent_default("twin_similarity"), ge=0, le=1, description=(
+        "dense cosine at which a worked example counts as a near-twin of the problem and is shown "
+        "without judging (examples retriever dense; 0: off)"))
     judge_concurrency: int = Field(agent_default("judge_concurrency"), ge=1,
                                    description="verdict calls sent at once (a server that batches: vLLM)")
     judge_chars: int = Field(agent_default("judge_chars"), ge=0,

@@ -1,6 +1,6 @@
 """What the ``unsure`` rows of a `rader bench agent --out` file did, read from their trajectories.
 
-    RADER_HOME=... python benchmarks/unsure_attempts.py agent.json
+    RADER_HOME=... python benchmarks/unsure_attempts.py agent.json [--mode unsure-both]
 
 - The gate: of the problems the first attempt was unsure of (retried) and sure of (kept), how
   many the same run's bare call got right (a gate that works retries the bare call's misses).
@@ -43,10 +43,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("result", type=Path, help="a `rader bench agent --out` file (bare and unsure rows)")
+    parser.add_argument("--mode", default="unsure", help="the unsure row to read: unsure or unsure-both")
     args = parser.parse_args()
     rows = json.loads(args.result.read_text())["rows"]
     bare = {r["problem_id"]: r["verified"] is True for r in rows if r["mode"] == "bare"}
-    unsure = [r for r in rows if r["mode"] == "unsure" and r["problem_id"] in bare]
+    unsure = [r for r in rows if r["mode"] == args.mode and r["problem_id"] in bare]
     store = store_from_settings(Settings(), readonly=True)
     gate: Counter = Counter()
     made: Counter = Counter()

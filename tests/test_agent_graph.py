@@ -14,7 +14,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from rich.console import Console
 
 from rader.agent import AgentConfig, LLMConfig, Problem, build_graph, chat_model
-from rader.agent.graph import EARLIER_STANDS, near_identical, search
+from rader.agent.graph import EARLIER_STANDS, near_identical, near_twins, search
 from rader.agent.prompts import SOLVE_SYSTEM, quote_theorem, solve_prompt
 from rader.agent.protocol import last_boxed
 from rader.agent.runner import run_problem
@@ -305,6 +305,30 @@ def test_worked_examples_are_retrieved_judged_and_shown_but_never_the_problem_it
     assert near_identical(target["text"], target["text"] + " ") and not near_identical("2+3?", "4+5?")
 
 
+def test_a_near_twin_worked_example_is_shown_without_judging(worked_examples, encoder, tmp_path):
+    """A worked example the dense retriever scores at twin_similarity or more skips the judge
+    (whose P(yes) did not tell helpful examples from harmful ones); the others are judged."""
+    target, bm25_examples = worked_examples
+    examples = open_retriever("dense", bm25_examples.corpus, home=tmp_path, encoder=encoder,
+                              show_progress=False)
+    problem = {"id": target["id"], "text": target["text"], "answer": target["answer"]}
+    hits = search(examples, [Query(target["text"], "problem")], 3, "examples/",
+                  lambda h: h.theorem_id != target["id"] and not near_identical(
+                      examples.theorem(h.theorem_id).text, target["text"]))
+    best, second = hits[0].score, hits[1].score
+    settings = AgentConfig(examples_k=3, twin_similarity=(best + second) / 2)
+    replies = ["no", "no", "Following the example, the answer is $\\boxed{0}$."]  # two verdicts, no rationale
+    state = build_graph(llm=Scripted(responses=replies), examples=examples, settings=settings).invoke(
+        {"problem": problem})
+    first = state["steps"][0]
+    assert [h["theorem_id"] for h in first["hits"]] == [h.theorem_id for h in hits]
+    assert [j["theorem_id"] for j in first["judgments"]] == [h.theorem_id for h in hits[1:]]
+    assert len(state["references"]) == 1
+    assert state["references"][0].startswith(f'<example id="{hits[0].theorem_id}">')
+    assert f"worked example {hits[0].theorem_id} is a near-twin" in first["events"][0]
+    assert near_twins([{**hits[0].to_dict(), "retriever": "examples/hybrid"}], settings) == {}  # not a cosine
+
+
 def test_a_loop_or_an_empty_budget_ends_with_a_forced_answer():
     """Out of budget (or repeating itself) without a boxed answer: the answer alone is asked for."""
     loop = "We check it again: x = 2 works.\n" * 12
@@ -475,6 +499,19 @@ def test_unsure_attempts_go_on_until_one_is_sure(bm25, tmp_path):
     assert said[1].startswith("unsure of attempt 2") and said[1].endswith("solving again, sampled")
     assert said[2].startswith("sure of attempt 3 (confidence 0.99") and len(said) == 3
     assert state["final_answer"] == "5" and state["verified"] is True
+
+
+def test_the_compute_tool_is_offered_after_the_unsure_first_attempt_not_in_it(bm25):
+    """The first attempt is the bare call, so a Compute: line in it is only text; the second
+    attempt may compute."""
+    first = "Compute: 2+3\nSo $\\boxed{7}$."
+    replies = [first, "Compute: 2+3\n", "So the sum is $\\boxed{5}$."]
+    state = build_graph(Scripted(responses=replies), bm25, AgentConfig(compute=True, **UNSURE)).invoke(
+        {"problem": PROBLEM})
+    first_attempt, second = state["steps"][:state["attempt_start"]], state["steps"][state["attempt_start"]:]
+    assert not any(s["tool_calls"] for s in first_attempt) and first in state["steps"][0]["thought"]
+    assert [c["output"] for s in second for c in s["tool_calls"]] == ["5"]
+    assert "Result: 5" in state["solution"] and state["final_answer"] == "5"
 
 
 def test_the_unsure_first_attempt_is_the_bare_call_even_with_scheduled_retrieval(bm25):
