@@ -23,6 +23,7 @@ from langgraph.graph import END, START, StateGraph
 
 from rader.agent import prompts
 from rader.agent.calls import Usage
+from rader.agent.llm.chat import whole_prompt_options
 from rader.agent.protocol import clean, last_boxed
 from rader.agent.records import Step
 from rader.agent.sandbox import verify_answer
@@ -38,7 +39,7 @@ def build_bare_graph(llm: BaseChatModel, settings: AgentConfig | None = None, ch
         problem = state["problem"]
         try:
             message = llm.invoke([SystemMessage(prompts.SOLVE_SYSTEM), HumanMessage(problem["text"])],
-                                 max_tokens=config.solution_tokens)
+                                 max_tokens=config.solution_tokens, **whole_prompt_options(llm))
         except Exception as err:  # every client error ends the run the same way
             return {"status": "error", "stop_reason": f"{type(err).__name__}: {str(err)[:200]}", "steps": []}
         text = clean(message.content if isinstance(message.content, str) else str(message.content))

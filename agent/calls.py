@@ -16,6 +16,8 @@ from typing import Any
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 
+from rader.agent.llm.chat import whole_prompt_options
+
 
 class LLMFailure(Exception):
     """The model call failed (timeout, connection, server error) after its retries."""
@@ -105,6 +107,8 @@ def write(llm: BaseChatModel, system: str, user: str, solution: str, *, max_toke
     messages: list[BaseMessage] = [SystemMessage(system), HumanMessage(user)]
     if solution:
         messages.append(AIMessage(solution))
+    else:  # a text started afresh: the same prompt gives the same text, whatever is cached
+        options = {**whole_prompt_options(llm), **options}
     text, last, chunks, cut_at, finish, logprobs_seen, stopped = "", None, 0, None, None, [], False
     try:
         if logprobs:

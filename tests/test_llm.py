@@ -90,3 +90,29 @@ def test_the_short_calls_leave_the_solutions_cached_prefix_alone(smollm_path):
     assert solution.extra_body == {"id_slot": 0} and short.extra_body == {"id_slot": 1}
     cached, prompt_tokens = reused(solution, short)
     assert cached >= prompt_tokens - 1
+
+
+def test_a_text_started_afresh_evaluates_its_whole_prompt(smollm_path, tmp_path):
+    """llama.cpp gives slightly different logits for a prompt read partly from its cache, so a
+    fresh start (`write` with no solution yet, the bare call) asks it to evaluate the whole
+    prompt: the same prompt again reads nothing from the cache and gives the same text, while a
+    continuation still reuses the cached prefix. Other runtimes get no such option."""
+    from rader.agent.calls import write
+    from rader.agent.llm import chat_models
+    from rader.agent.llm.chat import whole_prompt_options
+
+    system, user = "Reply with one word.", "Is 7 a prime number? Say yes or no. " * 10
+    config = LLMConfig(model=str(smollm_path), max_tokens=16, context=2048)
+    solution, _ = chat_models(config, home=MODEL_CACHE)
+    default = [solution.invoke([HumanMessage(user)]).usage_metadata for _ in range(2)]
+    assert default[1]["input_token_details"]["cache_read"] > 0  # what llama.cpp does unasked
+    # a short reply that ends before max_tokens, so the stream's usage chunk arrives
+    first, again = (write(solution, system, user, "", max_tokens=64, cut=lambda text: None) for _ in range(2))
+    assert again.ended
+    assert again.usage.prompt > 0 and again.usage.cached == 0 and again.text == first.text
+    more = write(solution, system, user, first.text, max_tokens=4, cut=lambda text: None)
+    assert more.usage.cached > 0
+    assert whole_prompt_options(solution) == {"extra_body": {"id_slot": 0, "cache_prompt": False}}
+    server = chat_model(LLMConfig(backend="openai", base_url="http://127.0.0.1:9/v1", model="m"),
+                        home=tmp_path)
+    assert whole_prompt_options(server) == {}

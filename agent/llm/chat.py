@@ -71,6 +71,29 @@ class LlamaCppServer:
         self.base_url = self._server.listening_address + "/v1"
 
 
+RUNTIME = "rader_runtime"  # a chat model's metadata key: which runtime serves it
+
+
+def whole_prompt_options(llm: BaseChatModel) -> dict:
+    """Request options for a call that starts a text from its prompt alone (no unfinished
+    answer to continue): on llama.cpp, evaluate the whole prompt (``cache_prompt`` off).
+
+    llama.cpp reuses the longest cached prefix of a prompt, and a prompt evaluated partly from
+    the cache gives slightly different logits from the same prompt evaluated whole, so greedy
+    decoding of one prompt diverged from run to run (RESULTS.md: 3 of 20 unsure-mode first
+    attempts ended in another answer than the bare call's). Evaluated whole, the same prompt
+    gives the same text, for the few dozen tokens of a system prompt re-processed; a
+    continuation still reuses the cache. Other runtimes: no options.
+
+    Example:
+        >>> whole_prompt_options(chat_model(LLMConfig(), home="~/.rader", slot=0))  # doctest: +SKIP
+        {'extra_body': {'id_slot': 0, 'cache_prompt': False}}
+    """
+    if (getattr(llm, "metadata", None) or {}).get(RUNTIME) != "llamacpp":
+        return {}
+    return {"extra_body": {**(getattr(llm, "extra_body", None) or {}), "cache_prompt": False}}
+
+
 _SERVERS: dict[tuple, LlamaCppServer] = {}
 _SERVERS_LOCK = threading.Lock()
 
@@ -100,6 +123,7 @@ def chat_model(config: LLMConfig, *, home: str | Path, slot: int | None = None) 
                                  parallel=2 * config.parallel, threads=config.threads)
         base_url, name = server.base_url, config.model
         pinned = {"extra_body": {"id_slot": slot}} if slot is not None and config.parallel == 1 else {}
+        pinned["metadata"] = {RUNTIME: "llamacpp"}
     elif config.backend == "transformers":
         from rader.agent.llm.transformers_chat import TransformersChat
 
