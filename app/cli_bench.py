@@ -103,8 +103,7 @@ def bench_agent_command(
         help="comma-separated rows: bare (one plain call; always run, every row is compared with it), "
         "none (the agent, no retrieval), theorems, unsure (theorems only when the agent's answer without "
         "them is unsure), unsure-both (the same with worked examples too), examples (worked examples), "
-        "both, gold (the labelled theorem given; needs "
-        "--qrels)")]
+        "both, gold (the labelled theorem given; needs --qrels)")]
     = "bare,none,theorems,examples,both",
     retriever: Annotated[str, typer.Option(help="theorem retriever: bm25, dense or hybrid")] = "hybrid",
     examples_retriever: Annotated[str, typer.Option(help="worked-example retriever")] = "hybrid",

@@ -82,9 +82,9 @@ def whole_prompt_options(llm: BaseChatModel) -> dict:
     the cache gives slightly different logits from the same prompt evaluated whole, so greedy
     decoding of one prompt diverged from run to run (RESULTS.md: 6 of 20 first attempts of an
     unsure row ended in another answer than the bare call's on the same prompt, 13 in another
-    text; after this change 0 of 7). Evaluated whole, the same prompt
-    gives the same text, for the few dozen tokens of a system prompt re-processed; a
-    continuation still reuses the cache. Other runtimes: no options.
+    text; after this change 0 of 21). Evaluated whole, the same prompt gives the same text, for
+    the few dozen tokens of a system prompt re-processed; a continuation still reuses the cache.
+    Other runtimes: no options.
 
     Example:
         >>> whole_prompt_options(chat_model(LLMConfig(), home="~/.rader", slot=0))  # doctest: +SKIP
