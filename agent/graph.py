@@ -20,7 +20,11 @@ attempt that another may follow ends as soon as it falls under ``unsure_below``:
 solution that would be set aside is never written. With ``max_attempts`` over 2, the third
 attempt on are sampled with the second's references, until one is sure. Every attempt's steps
 stay in the record; where several have an answer, the surest stands (DeepConf's
-confidence-weighted choice), and an earlier one's when the last ends without one.
+confidence-weighted choice), and an earlier one's when the last ends without one. With
+``choose="vote"`` every attempt is written to its answer instead, later attempts follow until
+one answer (math-verify equivalence) has a majority of ``max_attempts``, and the answer most
+attempts gave stands, a tie going to the earliest: the bare call's answer is replaced only
+where two attempts with retrieval agree on another.
 
 Nodes and routers are module-level functions of the state and LangGraph's run-time context
 (`AgentContext`: the chat models, the retrievers and the settings of one run), so one
@@ -135,8 +139,9 @@ def elapsed(state: AgentState) -> float:
 
 
 def over_budget(state: AgentState, config: AgentConfig) -> str | None:
-    """The budget a run has spent (None: none yet)."""
-    if len(state.get("steps", [])) >= config.max_steps:
+    """The budget a run has spent (None: none yet). Steps and solution tokens are the current
+    attempt's (each attempt is a solution of its own); tokens and seconds the whole run's."""
+    if len(attempt_steps(state)) >= config.max_steps:
         return f"max_steps ({config.max_steps})"
     if state.get("solution_tokens", 0) >= config.solution_tokens:
         return f"solution_tokens ({config.solution_tokens})"
@@ -304,7 +309,7 @@ def cut_point(state: AgentState, context: AgentContext) -> Callable[[str], int |
     scheduled retrieval due."""
     config, requests = context.config, _requests(context, state)
     written = len(state.get("steps", []))
-    due_in = config.max_steps - written  # the step cap: a safety net, but a real bound
+    due_in = config.max_steps - len(attempt_steps(state))  # the step cap: a safety net, but a real bound
     if (context.retriever is not None and config.retrieve_every and can_retrieve(state, config)
             and not _bare_attempt(state, config)):
         since = written - state.get("last_retrieval_step", 0)
@@ -333,8 +338,8 @@ def reason(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
     budget = max(1, config.solution_tokens - state.get("solution_tokens", 0))
     events = list(pending["events"])
     user = prompts.solve_prompt(state["problem"]["text"], state.get("references", []))
-    stop = (falls_under(config.unsure_below, config.confidence_window)
-            if config.stop_when_unsure and _can_retry(state, context) else None)
+    stop = (falls_under(config.unsure_below, config.confidence_window)  # a vote needs every answer
+            if config.stop_when_unsure and config.choose != "vote" and _can_retry(state, context) else None)
     try:
         written = write(context.llm, _system(context, state), user, solution, max_tokens=budget,
                         cut=cut_point(state, context), logprobs=config.retrieve_when == "unsure", stop=stop,
@@ -443,9 +448,51 @@ def surest_answer(state: AgentState) -> tuple[str | None, str | None]:
                        f"attempt {attempt}'s ({_shown(confidence)}), whose answer was: {answer}")
 
 
+def _same_answer(a: str, b: str, state: AgentState, config: AgentConfig) -> bool:
+    return a.strip() == b.strip() or verify_answer(
+        a, b, answer_type=state["problem"].get("answer_type"), limits=config.compute_limits) is True
+
+
+def answer_votes(state: AgentState, config: AgentConfig) -> list[list[tuple[int, str]]]:
+    """Every attempt's answer as (attempt, answer), grouped by equivalence (math-verify; a
+    forced answer counts, a missing one does not): the group most attempts gave first, ties
+    to the group whose first answer came earliest."""
+    given = [(i, a) for i, (a, _) in enumerate(state.get("earlier_answers", []), 1) if a is not None]
+    answer = last_boxed(state.get("solution", ""))
+    if answer is not None:
+        given.append((state.get("attempt", 1), answer))
+    groups: list[list[tuple[int, str]]] = []
+    for attempt, this in given:
+        group = next((g for g in groups if _same_answer(g[0][1], this, state, config)), None)
+        if group is None:
+            groups.append([(attempt, this)])
+        else:
+            group.append((attempt, this))
+    return sorted(groups, key=lambda g: (-len(g), g[0][0]))
+
+
+def voted_answer(state: AgentState, config: AgentConfig) -> tuple[str | None, str | None]:
+    """The run's answer under ``choose="vote"`` and, after more than one attempt, why: the
+    earliest wording of the answer most attempts gave."""
+    groups = answer_votes(state, config)
+    if state.get("attempt", 1) == 1 or not groups:
+        return (groups[0][0][1] if groups else None), None
+    best = groups[0]
+    answer = best[0][1]
+    others = "; ".join(f"{g[0][1]} ({len(g)})" for g in groups[1:])
+    why = (f"voted: {answer}, given by attempt(s) {', '.join(str(i) for i, _ in best)} of "
+           f"{state['attempt']}" + (f"; set aside: {others}" if others else ""))
+    return answer, why
+
+
+def _has_majority(state: AgentState, config: AgentConfig) -> bool:
+    groups = answer_votes(state, config)
+    return bool(groups) and len(groups[0]) > config.max_attempts // 2
+
+
 def finish(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
     config = runtime.context.config
-    answer, why = surest_answer(state)
+    answer, why = voted_answer(state, config) if config.choose == "vote" else surest_answer(state)
     gold = state["problem"].get("answer")
     verified = verify_answer(answer, str(gold), answer_type=state["problem"].get("answer_type"),
                              limits=config.compute_limits) if answer and gold is not None else None
@@ -463,7 +510,7 @@ def finish(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
     update = {"status": status, "verified": verified, "final_answer": answer, "stop_reason": reason_}
     confidence, steps = state.get("confidence"), state.get("steps")
     sure = confidence is not None and confidence >= config.unsure_below
-    if _may_retry(state, config) and sure:  # why the run did not retrieve, or try again
+    if _may_retry(state, config) and sure and not (config.choose == "vote" and why):  # why it stopped
         why = f"sure of {_attempt_name(state)} (confidence {confidence:.3f} >= {config.unsure_below:g})"
     if why and steps:
         last = steps[-1]
@@ -528,12 +575,16 @@ def _sampling(state: AgentState, config: AgentConfig) -> dict[str, Any]:
 def settle(state: AgentState, runtime: Runtime[AgentContext]) -> Literal["retry", "finish"]:
     """After an attempt of ``retrieve_when="unsure"`` that another may follow: try again when its
     answer is missing, forced, or written at a confidence under ``unsure_below`` (unknown
-    confidence, from a runtime without log-probabilities, counts as unsure)."""
+    confidence, from a runtime without log-probabilities, counts as unsure). Under
+    ``choose="vote"`` an attempt after the first is followed by another until one answer has a
+    majority."""
     context = runtime.context
     config = context.config
     if (not _can_retry(state, context) or state.get("status") == "error"
             or elapsed(state) >= config.max_seconds or state.get("tokens", 0) >= config.max_tokens):
         return "finish"
+    if config.choose == "vote" and state.get("attempt", 1) > 1:  # the first attempt is the gate
+        return "finish" if _has_majority(state, config) else "retry"
     confidence = state.get("confidence")
     answered = last_boxed(state.get("solution", "")) is not None and not state.get("forced_answer")
     sure = answered and confidence is not None and confidence >= config.unsure_below
@@ -549,10 +600,12 @@ def retry(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
     confidence = state.get("confidence")
     under = None if confidence is None else f"confidence {confidence:.3f} < {config.unsure_below:g}"
     tokens = state.get("solution_tokens", 0)
+    steps, attempt = state.get("steps", []), state.get("attempt", 1)
     why = (f"{under}, {tokens} tokens in: stopped it there" if state.get("stopped_unsure")
+           else f"no answer has a majority of {config.max_attempts} yet"
+           if config.choose == "vote" and attempt > 1
            else "no answer" if answer is None else "a forced answer" if state.get("forced_answer")
            else under or "confidence unknown")
-    steps, attempt = state.get("steps", []), state.get("attempt", 1)
     this = [answer, _attempt_confidence(state)]
     update: dict[str, Any] = {
         "attempt": attempt + 1, "earlier_answers": [*state.get("earlier_answers", []), this],

@@ -81,7 +81,7 @@ class AgentConfig:
     solution_tokens: int = 1024  # completion tokens of the solution: the bare model's own budget
     max_tokens: int = 40000  # prompt + completion tokens over the whole run (judging included)
     max_seconds: float = 600.0  # wall time of the whole run
-    max_steps: int = 64  # paragraphs: a safety net far above what solutions need
+    max_steps: int = 64  # paragraphs of an attempt: a safety net far above what solutions need
     max_retrievals: int = 4  # retrievals in a run (the one before the solution included)
     retrieve_before: bool = True  # retrieve for the problem before the solution starts
     retrieve_when: Literal["always", "unsure"] = "always"  # unsure: only after an unsure first attempt
@@ -90,6 +90,7 @@ class AgentConfig:
     stop_when_unsure: bool = True  # end an attempt that another may follow at its first unsure window
     max_attempts: int = 2  # attempts at the solution: the bare one, then with retrieval, then sampled
     retry_temperature: float = 0.7  # sampling temperature of the third attempt on
+    choose: Literal["surest", "vote"] = "surest"  # the answer of several attempts: surest, or most given
     retrieve_on_request: bool = False  # tell the model it may write "Search: ..." and act on it
     retrieve_every: int = 0  # also retrieve after every N paragraphs (0: never)
     write_query: bool = True  # before theorem retrieval the model names the theorem it needs (llm_query)

@@ -112,7 +112,7 @@ class AgentSettings(Section):
                             description="prompt + completion tokens over the whole run")
     max_seconds: float = Field(agent_default("max_seconds"), gt=0, description="wall time of a run")
     max_steps: int = Field(agent_default("max_steps"), ge=1,
-                           description="paragraphs: a safety net far above what solutions need")
+                           description="paragraphs of an attempt: a safety net far above what solutions need")
     max_retrievals: int = Field(agent_default("max_retrievals"), ge=0)
     retrieve_before: bool = Field(agent_default("retrieve_before"),
                                   description="retrieve for the problem before the solution starts")
@@ -129,9 +129,13 @@ class AgentSettings(Section):
                                    "confidence falls under unsure_below (it has no answer then)")
     max_attempts: int = Field(agent_default("max_attempts"), ge=1,
                               description="attempts at a solution when unsure: the first alone, the "
-                              "second with retrieval, later ones sampled; the surest answer stands")
+                              "second with retrieval, later ones sampled; `choose` picks the answer")
     retry_temperature: float = Field(agent_default("retry_temperature"), ge=0,
                                      description="sampling temperature of the third attempt on")
+    choose: Literal["surest", "vote"] = Field(
+        agent_default("choose"), description="the answer of several attempts: the surest, or vote "
+        "(every attempt written to its answer, more until one answer has a majority of "
+        "max_attempts; the answer most attempts gave stands, ties to the earliest)")
     retrieve_on_request: bool = Field(agent_default("retrieve_on_request"),
                                       description="let the model ask with a `Search:` line")
     retrieve_every: int = Field(agent_default("retrieve_every"), ge=0,

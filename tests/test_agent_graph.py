@@ -523,3 +523,32 @@ def test_the_unsure_first_attempt_is_the_bare_call_even_with_scheduled_retrieval
     kinds = [[q["kind"] for q in s["queries"]] for s in state["steps"]]
     assert kinds == [[], [], [], ["problem", "lexical"], ["cot_step", "lexical"]]
     assert state["attempt_start"] == 3 and state["final_answer"] == "5"
+
+
+@pytest.mark.parametrize(("answers", "kept", "made"), [
+    (["7", "\\frac{14}{2}"], "7", 2),  # the first retrieval attempt agrees (math-verify): no third
+    (["7", "5", "5"], "5", 3),  # two attempts with retrieval agree: the bare answer gives way
+    (["7", "5", "6"], "7", 3),  # no majority: the tie goes to the earliest, the bare call's
+    ([None, "5", "6"], "5", 3),  # the bare call has no answer: the earliest answer given
+])
+def test_unsure_attempts_vote(bm25, tmp_path, answers, kept, made):
+    """``choose="vote"``: the unsure bare attempt is written to its end (no early stop: its answer
+    is a vote), attempts follow until one answer has a majority of 3, and the answer most attempts
+    gave stands, ties to the earliest."""
+    from scripted import ScriptedServer
+
+    long = "".join(f"Try the pair {n} and {6 - n} once more.\n\n" for n in range(40))
+    texts = [long + (f"So $\\boxed{{{a}}}$." if a else "I cannot finish.") for a in answers]
+    replies = iter([(text, -0.3) for text in texts])
+    with ScriptedServer(lambda messages, body: next(replies)) as server:
+        llm = chat_model(LLMConfig(backend="openai", base_url=server.url, model="m"), home=tmp_path)
+        config = AgentConfig(max_attempts=3, choose="vote", force_answer=False, **UNSURE)
+        state = build_graph(llm, bm25, config).invoke({"problem": PROBLEM})
+        assert len(server.requests) == made
+    assert [a for a, _ in state["earlier_answers"]] == answers[:made - 1]  # every attempt has its answer
+    assert state["final_answer"] == kept and state["verified"] is (kept == "5")
+    said = state["steps"][-1]["events"][-1]
+    assert said.startswith(f"voted: {kept}, given by attempt(s) ")
+    retried = [e for s in state["steps"] for e in s["events"] if e.startswith("unsure of attempt 2")]
+    assert retried == (["unsure of attempt 2 (no answer has a majority of 3 yet): solving again, sampled"]
+                       if made == 3 else [])
