@@ -64,6 +64,8 @@ from rader.retriever import Hit, Query, Theorem, twin_key
 
 EXAMPLES_PREFIX = "examples/"  # Hit.retriever of a worked example: examples/<retriever name>
 EARLIER_STANDS = "an earlier attempt's answer stands"  # the event that names the answer set aside
+VOTED = "voted: "  # the event that gives the answer of a vote, and every attempt's answer
+_GIVEN_BY = re.compile(r"(.+?) \(given by attempt\(s\) ([\d, ]+)\)(?:, of \d+)?(?:; set aside: |; |$)")
 SOLUTION_NODES = frozenset({"reason", "conclude"})  # the nodes whose streamed tokens are the solution
 _WORDS = re.compile(r"\w+")
 _BREAK = re.compile(r"\n[ \t]*\n")
@@ -477,12 +479,24 @@ def voted_answer(state: AgentState, config: AgentConfig) -> tuple[str | None, st
     groups = answer_votes(state, config)
     if state.get("attempt", 1) == 1 or not groups:
         return (groups[0][0][1] if groups else None), None
-    best = groups[0]
-    answer = best[0][1]
-    others = "; ".join(f"{g[0][1]} ({len(g)})" for g in groups[1:])
-    why = (f"voted: {answer}, given by attempt(s) {', '.join(str(i) for i, _ in best)} of "
-           f"{state['attempt']}" + (f"; set aside: {others}" if others else ""))
-    return answer, why
+    def given_by(group: list[tuple[int, str]]) -> str:
+        return f"{group[0][1]} (given by attempt(s) {', '.join(str(i) for i, _ in group)})"
+
+    others = "; ".join(given_by(g) for g in groups[1:])
+    why = f"{VOTED}{given_by(groups[0])}, of {state['attempt']}"
+    return groups[0][0][1], why + (f"; set aside: {others}" if others else "")
+
+
+def read_vote(event: str) -> dict[int, str]:
+    """Each attempt's answer, read back from the event `voted_answer` wrote (attempts without an
+    answer are absent).
+
+    Example:
+        >>> read_vote("voted: 7 (given by attempt(s) 1, 3), of 3; set aside: 5 (given by attempt(s) 2)")
+        {1: '7', 3: '7', 2: '5'}
+    """
+    found = _GIVEN_BY.findall(event.removeprefix(VOTED))
+    return {int(i): answer for answer, ids in found for i in ids.split(", ")}
 
 
 def _has_majority(state: AgentState, config: AgentConfig) -> bool:

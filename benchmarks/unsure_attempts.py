@@ -8,6 +8,9 @@
 - The choice between attempts: the row's rule (the surest answer stands) against always taking
   the last attempt's answer, on the same runs (where an earlier answer stood, the trajectory
   names the last one's, which is verified here), with the exact McNemar p.
+- Rows run with ``choose="vote"``: the vote against the second attempt's answer alone (the
+  first attempt with retrieval, what two attempts written in full would end on), each against
+  the bare call, on the runs that voted.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from collections import Counter
 from pathlib import Path
 
 from rader.agent.bench import exact_mcnemar
-from rader.agent.graph import EARLIER_STANDS
+from rader.agent.graph import EARLIER_STANDS, VOTED, read_vote
 from rader.agent.sandbox import verify_answer
 from rader.app.settings import Settings
 from rader.app.wiring import store_from_settings
@@ -39,6 +42,16 @@ def attempts(trajectory) -> tuple[int, bool, bool | None]:
     return made, True, verify_answer(last, str(problem.answer), answer_type=problem.answer_type)
 
 
+def second_attempt_right(trajectory) -> bool | None:
+    """Whether a voting run's second attempt had the right answer (None: the run did not vote)."""
+    vote = next((e for step in trajectory.steps for e in step.events if e.startswith(VOTED)), None)
+    if vote is None:
+        return None
+    second, problem = read_vote(vote).get(2), trajectory.problem
+    return bool(second) and verify_answer(second, str(problem.answer),
+                                          answer_type=problem.answer_type) is True
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -52,8 +65,13 @@ def main() -> None:
     gate: Counter = Counter()
     made: Counter = Counter()
     surer, last_always, paired_bare, earlier_stood = [], [], [], 0
+    voted: list[tuple[bool, bool, bool]] = []  # (bare, the vote, the second attempt alone) right
     for row in unsure:
-        count, stood, last_right = attempts(store.get(row["trajectory_id"]))
+        trajectory = store.get(row["trajectory_id"])
+        count, stood, last_right = attempts(trajectory)
+        second = second_attempt_right(trajectory)
+        if second is not None:
+            voted.append((bare[row["problem_id"]], row["verified"] is True, second))
         right = row["verified"] is True
         gate[("retried" if count > 1 else "kept", bare[row["problem_id"]], right)] += 1
         made[(count, right)] += 1
@@ -77,6 +95,13 @@ def main() -> None:
     for name, outcomes in (("the surest answer", surer), ("the last attempt's always", last_always)):
         lost, won, p = exact_mcnemar(paired_bare, outcomes)
         print(f"  {name} against bare ({sum(paired_bare)} right): lost {lost}, won {won}, p {p:.3f}")
+    if voted:
+        was_bare = [b for b, _, _ in voted]
+        print(f"  {len(voted)} runs voted; bare right on {sum(was_bare)}")
+        for name, outcomes in (("the vote", [v for _, v, _ in voted]),
+                               ("the second attempt alone", [s for _, _, s in voted])):
+            lost, won, p = exact_mcnemar(was_bare, outcomes)
+            print(f"  {name}: {sum(outcomes)} right; against bare lost {lost}, won {won}, p {p:.3f}")
 
 
 if __name__ == "__main__":

@@ -14,10 +14,11 @@ from langgraph.checkpoint.memory import InMemorySaver
 from rich.console import Console
 
 from rader.agent import AgentConfig, LLMConfig, Problem, build_graph, chat_model
-from rader.agent.graph import EARLIER_STANDS, near_identical, near_twins, search
+from rader.agent.graph import EARLIER_STANDS, VOTED, near_identical, near_twins, read_vote, search
 from rader.agent.prompts import SOLVE_SYSTEM, quote_theorem, solve_prompt
 from rader.agent.protocol import last_boxed
 from rader.agent.runner import run_problem
+from rader.agent.sandbox import verify_answer
 from rader.app.render import RunRenderer
 from rader.retriever import Corpus, Query, Theorem, builtin_corpus, open_retriever
 from rader.retriever.examples import examples_from_problems
@@ -525,13 +526,13 @@ def test_the_unsure_first_attempt_is_the_bare_call_even_with_scheduled_retrieval
     assert state["attempt_start"] == 3 and state["final_answer"] == "5"
 
 
-@pytest.mark.parametrize(("answers", "kept", "made"), [
-    (["7", "\\frac{14}{2}"], "7", 2),  # the first retrieval attempt agrees (math-verify): no third
-    (["7", "5", "5"], "5", 3),  # two attempts with retrieval agree: the bare answer gives way
-    (["7", "5", "6"], "7", 3),  # no majority: the tie goes to the earliest, the bare call's
-    ([None, "5", "6"], "5", 3),  # the bare call has no answer: the earliest answer given
+@pytest.mark.parametrize(("answers", "kept", "made", "groups"), [
+    (["7", "\\frac{14}{2}"], "7", 2, 1),  # the first retrieval attempt agrees (math-verify): no third
+    (["7", "5", "5"], "5", 3, 2),  # two attempts with retrieval agree: the bare answer gives way
+    (["7", "5", "6"], "7", 3, 3),  # no majority: the tie goes to the earliest, the bare call's
+    ([None, "5", "6"], "5", 3, 2),  # the bare call has no answer: the earliest answer given
 ])
-def test_unsure_attempts_vote(bm25, tmp_path, answers, kept, made):
+def test_unsure_attempts_vote(bm25, tmp_path, answers, kept, made, groups):
     """``choose="vote"``: the unsure bare attempt is written to its end (no early stop: its answer
     is a vote), attempts follow until one answer has a majority of 3, and the answer most attempts
     gave stands, ties to the earliest."""
@@ -548,7 +549,11 @@ def test_unsure_attempts_vote(bm25, tmp_path, answers, kept, made):
     assert [a for a, _ in state["earlier_answers"]] == answers[:made - 1]  # every attempt has its answer
     assert state["final_answer"] == kept and state["verified"] is (kept == "5")
     said = state["steps"][-1]["events"][-1]
-    assert said.startswith(f"voted: {kept}, given by attempt(s) ")
+    assert said.startswith(f"{VOTED}{kept} (given by attempt(s) ")
+    assert said.count("given by attempt(s)") == groups  # every answer is in the record, with its attempts
+    record = read_vote(said)  # each attempt's answer, in its group's first wording
+    assert record.keys() == {i for i, a in enumerate(answers[:made], 1) if a}
+    assert all(verify_answer(record[i], a) for i, a in enumerate(answers[:made], 1) if a)
     retried = [e for s in state["steps"] for e in s["events"] if e.startswith("unsure of attempt 2")]
     assert retried == (["unsure of attempt 2 (no answer has a majority of 3 yet): solving again, sampled"]
                        if made == 3 else [])
