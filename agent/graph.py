@@ -479,6 +479,7 @@ def voted_answer(state: AgentState, config: AgentConfig) -> tuple[str | None, st
     groups = answer_votes(state, config)
     if state.get("attempt", 1) == 1 or not groups:
         return (groups[0][0][1] if groups else None), None
+
     def given_by(group: list[tuple[int, str]]) -> str:
         return f"{group[0][1]} (given by attempt(s) {', '.join(str(i) for i, _ in group)})"
 
