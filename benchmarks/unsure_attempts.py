@@ -29,6 +29,11 @@ from rader.app.wiring import store_from_settings
 LAST_WAS = "whose answer was: "
 
 
+def is_right(answer: str, problem) -> bool | None:
+    """Whether ``answer`` is the problem's gold answer, by the rule the run itself was checked by."""
+    return verify_answer(answer, str(problem.answer), answer_type=problem.answer_type)
+
+
 def attempts(trajectory) -> tuple[int, bool, bool | None]:
     """(attempts made, an earlier answer stood, whether the last attempt's answer is right): the
     last differs from the run's own verdict only where an earlier attempt's answer stood."""
@@ -39,17 +44,18 @@ def attempts(trajectory) -> tuple[int, bool, bool | None]:
         return made, False, trajectory.verified
     problem = trajectory.problem
     last = stood.split(LAST_WAS, 1)[1]
-    return made, True, verify_answer(last, str(problem.answer), answer_type=problem.answer_type)
+    return made, True, is_right(last, problem)
 
 
 def second_attempt_right(trajectory) -> bool | None:
-    """Whether a voting run's second attempt had the right answer (None: the run did not vote)."""
+    """Whether a voting run's second attempt had the right answer (None: the run did not vote, or
+    its event predates the wording that names each attempt's answer)."""
     vote = next((e for step in trajectory.steps for e in step.events if e.startswith(VOTED)), None)
-    if vote is None:
+    record = read_vote(vote) if vote else {}
+    if not record:
         return None
-    second, problem = read_vote(vote).get(2), trajectory.problem
-    return bool(second) and verify_answer(second, str(problem.answer),
-                                          answer_type=problem.answer_type) is True
+    second = record.get(2)
+    return bool(second) and is_right(second, trajectory.problem) is True
 
 
 def main() -> None:
