@@ -122,7 +122,7 @@ def bench_judge(llm, pairs: list[tuple[str, str, bool]], corpus: Corpus, config:
     return report, rows
 
 
-AGENT_MODES = ("bare", "none", "theorems", "unsure", "unsure-both", "examples", "both", "gold")
+AGENT_MODES = ("bare", "none", "theorems", "unsure", "unsure-both", "unsure-none", "examples", "both", "gold")
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,13 +18,15 @@ streamed with its token log-probabilities; when its answer is missing, forced or
 with retrieval first. Confidence can only fall as a text grows, so (``stop_when_unsure``) an
 attempt that another may follow ends as soon as it falls under ``unsure_below``: the rest of a
 solution that would be set aside is never written. With ``max_attempts`` over 2, the third
-attempt on are sampled with the second's references, until one is sure. Every attempt's steps
+attempt on are sampled with the second's references, until one is sure; with nothing to
+retrieve (or no reference kept), the second is sampled too: self-consistency alone, the plain
+alternative that retrieval must beat. Every attempt's steps
 stay in the record; where several have an answer, the surest stands (DeepConf's
 confidence-weighted choice), and an earlier one's when the last ends without one. With
 ``choose="vote"`` every attempt is written to its answer instead, later attempts follow until
 one answer (math-verify equivalence) has a majority of ``max_attempts``, and the answer most
 attempts gave stands, a tie going to the earliest: the bare call's answer is replaced only
-where two attempts with retrieval agree on another.
+where two later attempts agree on another.
 
 Nodes and routers are module-level functions of the state and LangGraph's run-time context
 (`AgentContext`: the chat models, the retrievers and the settings of one run), so one
@@ -341,7 +343,7 @@ def reason(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
     events = list(pending["events"])
     user = prompts.solve_prompt(state["problem"]["text"], state.get("references", []))
     stop = (falls_under(config.unsure_below, config.confidence_window)  # a vote needs every answer
-            if config.stop_when_unsure and config.choose != "vote" and _can_retry(state, context) else None)
+            if config.stop_when_unsure and config.choose != "vote" and _may_retry(state, config) else None)
     try:
         written = write(context.llm, _system(context, state), user, solution, max_tokens=budget,
                         cut=cut_point(state, context), logprobs=config.retrieve_when == "unsure", stop=stop,
@@ -567,12 +569,10 @@ def _may_retry(state: AgentState, config: AgentConfig) -> bool:
     return config.retrieve_when == "unsure" and state.get("attempt", 1) < config.max_attempts
 
 
-def _can_retry(state: AgentState, context: AgentContext) -> bool:
-    """Whether an unsure end of this attempt would be followed by another (retrieval first, the
-    first time): what makes it worth ending the attempt early."""
-    config = context.config
-    return (_may_retry(state, config) and _has_sources(context)
-            and (state.get("attempt", 1) > 1 or can_retrieve(state, config)))
+def _retrieves_first(attempt: int, state: AgentState, context: AgentContext) -> bool:
+    """Whether that attempt starts with a retrieval: the second does, where there is something
+    to retrieve and the retrieval budget allows (without, later attempts are only sampled)."""
+    return attempt == 2 and _has_sources(context) and can_retrieve(state, context.config)
 
 
 def _attempt_name(state: AgentState) -> str:
@@ -581,10 +581,11 @@ def _attempt_name(state: AgentState) -> str:
 
 
 def _sampling(state: AgentState, config: AgentConfig) -> dict[str, Any]:
-    """The third attempt on is sampled (the second has the retrieved references to differ by),
-    each with a seed of its own, so a run is reproducible."""
+    """Attempts after the first are sampled, each with a seed of its own so a run is reproducible,
+    except the second when it has retrieved references to differ from the first by (greedy)."""
     attempt = state.get("attempt", 1)
-    return {"temperature": config.retry_temperature, "seed": attempt} if attempt > 2 else {}
+    sampled = attempt > 2 or (attempt == 2 and not state.get("references"))
+    return {"temperature": config.retry_temperature, "seed": attempt} if sampled else {}
 
 
 def settle(state: AgentState, runtime: Runtime[AgentContext]) -> Literal["retry", "finish"]:
@@ -595,7 +596,7 @@ def settle(state: AgentState, runtime: Runtime[AgentContext]) -> Literal["retry"
     majority."""
     context = runtime.context
     config = context.config
-    if (not _can_retry(state, context) or state.get("status") == "error"
+    if (not _may_retry(state, config) or state.get("status") == "error"
             or elapsed(state) >= config.max_seconds or state.get("tokens", 0) >= config.max_tokens):
         return "finish"
     if config.choose == "vote" and state.get("attempt", 1) > 1:  # the first attempt is the gate
@@ -608,9 +609,10 @@ def settle(state: AgentState, runtime: Runtime[AgentContext]) -> Literal["retry"
 
 def retry(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
     """Set the unsure attempt aside (its steps and answer stay in the record) and start again
-    from the problem: with retrieval first after the first attempt, with the same references
-    (sampled) after a later one."""
-    config = runtime.context.config
+    from the problem: with retrieval first after the first attempt (sampled where there is
+    nothing to retrieve), with the same references (sampled) after a later one."""
+    context = runtime.context
+    config = context.config
     answer = last_boxed(state.get("solution", ""))
     confidence = state.get("confidence")
     under = None if confidence is None else f"confidence {confidence:.3f} < {config.unsure_below:g}"
@@ -631,15 +633,17 @@ def retry(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
         update["references"] = []
     if steps:
         last = steps[-1]
-        then = "retrieving, solving again" if attempt == 1 else "solving again, sampled"
+        then = ("retrieving, solving again" if _retrieves_first(attempt + 1, state, context)
+                else "solving again, sampled")
         event = f"unsure of {_attempt_name(state)} ({why}): {then}"
         update["steps"] = [{**last, "events": [*last["events"], event]}]
     return update
 
 
-def after_retry(state: AgentState) -> Literal["retrieve", "reason"]:
-    """The second attempt retrieves first; later ones keep its references."""
-    return "retrieve" if state["attempt"] == 2 else "reason"
+def after_retry(state: AgentState, runtime: Runtime[AgentContext]) -> Literal["retrieve", "reason"]:
+    """The second attempt retrieves first (where there is something to retrieve); later ones
+    keep its references."""
+    return "retrieve" if _retrieves_first(state["attempt"], state, runtime.context) else "reason"
 
 
 def after_reason(state: AgentState, runtime: Runtime[AgentContext]
@@ -697,7 +701,7 @@ def compile_graph(checkpointer: Any = None, context: AgentContext | None = None)
                                                                  "retry", "finish"])
     graph.add_edge("compute", "reason")
     graph.add_conditional_edges("conclude", bound(settle), ["retry", "finish"])
-    graph.add_conditional_edges("retry", after_retry, ["retrieve", "reason"])
+    graph.add_conditional_edges("retry", bound(after_retry), ["retrieve", "reason"])
     graph.add_edge("finish", END)
     return graph.compile(checkpointer=checkpointer, name="rader")
 

@@ -89,7 +89,7 @@ class AgentConfig:
     confidence_window: int = 32  # tokens of the window that confidence is the lowest over
     stop_when_unsure: bool = True  # end an attempt that another may follow at its first unsure window
     max_attempts: int = 2  # attempts at the solution: the bare one, then with retrieval, then sampled
-    retry_temperature: float = 0.7  # sampling temperature of the third attempt on
+    retry_temperature: float = 0.7  # temperature of sampled attempts (all after the first with no references)
     choose: Literal["surest", "vote"] = "surest"  # the answer of several attempts: surest, or most given
     retrieve_on_request: bool = False  # tell the model it may write "Search: ..." and act on it
     retrieve_every: int = 0  # also retrieve after every N paragraphs (0: never)

@@ -102,7 +102,8 @@ def bench_agent_command(
     modes: Annotated[str, typer.Option(
         help="comma-separated rows: bare (one plain call; always run, every row is compared with it), "
         "none (the agent, no retrieval), theorems, unsure (theorems only when the agent's answer without "
-        "them is unsure), unsure-both (the same with worked examples too), examples (worked examples), "
+        "them is unsure), unsure-both (the same with worked examples too), unsure-none (the same gate, "
+        "then sampled attempts without retrieval: what retrieval must beat), examples (worked examples), "
         "both, gold (the labelled theorem given; needs --qrels)")]
     = "bare,none,theorems,examples,both",
     retriever: Annotated[str, typer.Option(help="theorem retriever: bm25, dense or hybrid")] = "hybrid",

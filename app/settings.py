@@ -129,9 +129,10 @@ class AgentSettings(Section):
                                    "confidence falls under unsure_below (it has no answer then)")
     max_attempts: int = Field(agent_default("max_attempts"), ge=1,
                               description="attempts at a solution when unsure: the first alone, the "
-                              "second with retrieval, later ones sampled; `choose` picks the answer")
+                              "second with retrieval, later ones sampled (the second too, with nothing "
+                              "to retrieve); `choose` picks the answer")
     retry_temperature: float = Field(agent_default("retry_temperature"), ge=0,
-                                     description="sampling temperature of the third attempt on")
+                                     description="temperature of the sampled attempts")
     choose: Literal["surest", "vote"] = Field(
         agent_default("choose"), description="the answer of several attempts: the surest, or vote "
         "(every attempt written to its answer, more until one answer has a majority of "

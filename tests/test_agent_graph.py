@@ -557,3 +557,23 @@ def test_unsure_attempts_vote(bm25, tmp_path, answers, kept, made, groups):
     retried = [e for s in state["steps"] for e in s["events"] if e.startswith("unsure of attempt 2")]
     assert retried == (["unsure of attempt 2 (no answer has a majority of 3 yet): solving again, sampled"]
                        if made == 3 else [])
+
+
+def test_with_nothing_to_retrieve_unsure_attempts_are_sampled_and_vote(tmp_path):
+    """Self-consistency, the plain alternative retrieval must beat: with no corpus the second
+    attempt is sampled too (no retrieval, nothing quoted), with a seed of its own, and the vote
+    is as with retrieval: two sampled attempts agreeing on 5 outvote the bare call's 7."""
+    from scripted import ScriptedServer
+
+    replies = iter([(f"So $\\boxed{{{a}}}$.", -0.3) for a in ("7", "5", "5")])
+    with ScriptedServer(lambda messages, body: next(replies)) as server:
+        llm = chat_model(LLMConfig(backend="openai", base_url=server.url, model="m"), home=tmp_path)
+        config = AgentConfig(max_attempts=3, choose="vote", **UNSURE)
+        state = build_graph(llm, None, config).invoke({"problem": PROBLEM})
+        sent = server.requests
+    assert [(r.get("temperature"), r.get("seed")) for r in sent] == [(0.0, 0), (0.7, 2), (0.7, 3)]
+    assert len({r["messages"][1]["content"] for r in sent}) == 1  # the problem alone, every time
+    assert not any(s["queries"] for s in state["steps"]) and state["references"] == []
+    retried = [e for s in state["steps"] for e in s["events"] if e.startswith("unsure of")]
+    assert [e.endswith("solving again, sampled") for e in retried] == [True, True]
+    assert state["final_answer"] == "5" and state["verified"] is True
