@@ -5,12 +5,12 @@
 - The gate: of the problems the first attempt was unsure of (retried) and sure of (kept), how
   many the same run's bare call got right (a gate that works retries the bare call's misses).
 - Attempts: how many runs made 1, 2, 3... attempts, and how many of each were right.
-- The choice between attempts: the row's rule (the surest answer stands) against always taking
-  the last attempt's answer, on the same runs (where an earlier answer stood, the trajectory
-  names the last one's, which is verified here), with the exact McNemar p.
-- Rows run with ``choose="vote"``: the vote against the second attempt's answer alone (the
-  first attempt with retrieval, what two attempts written in full would end on), each against
-  the bare call, on the runs that voted.
+- The choice between attempts, by the rule the file's rows ran under (its ``agent.choose``):
+  the surest answer against always taking the last attempt's answer, on the same runs (where an
+  earlier answer stood, the trajectory names the last one's, which is verified here), with the
+  exact McNemar p; or, with ``choose="vote"``, the vote against the second attempt's answer
+  alone (what two attempts written in full would end on), each against the bare call, on the
+  runs that voted.
 """
 
 from __future__ import annotations
@@ -62,9 +62,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("result", type=Path, help="a `rader bench agent --out` file (bare and unsure rows)")
-    parser.add_argument("--mode", default="unsure", help="the unsure row to read: unsure or unsure-both")
+    parser.add_argument("--mode", default="unsure",
+                        help="the unsure row to read: unsure, unsure-both or unsure-none")
     args = parser.parse_args()
-    rows = json.loads(args.result.read_text())["rows"]
+    result = json.loads(args.result.read_text())
+    rows, vote = result["rows"], result.get("agent", {}).get("choose") == "vote"
     bare = {r["problem_id"]: r["verified"] is True for r in rows if r["mode"] == "bare"}
     unsure = [r for r in rows if r["mode"] == args.mode and r["problem_id"] in bare]
     store = store_from_settings(Settings(), readonly=True)
@@ -95,19 +97,25 @@ def main() -> None:
     for count in sorted({c for c, _ in made}):
         right = made[(count, True)]
         print(f"  {count} attempt(s): {right + made[(count, False)]} runs, {right} right")
+    if vote:  # (a vote event in an earlier wording names no attempts: such runs are not read)
+        print_vote(voted) if voted else print("  no vote event it can read")
+        return
     lost, won, p = exact_mcnemar(last_always, surer)
     print(f"  the surest answer: {sum(surer)} right; the last attempt's always: {sum(last_always)} right "
           f"(an earlier answer stood on {earlier_stood}; the surest rule lost {lost}, won {won}, p {p:.3f})")
     for name, outcomes in (("the surest answer", surer), ("the last attempt's always", last_always)):
         lost, won, p = exact_mcnemar(paired_bare, outcomes)
         print(f"  {name} against bare ({sum(paired_bare)} right): lost {lost}, won {won}, p {p:.3f}")
-    if voted:
-        was_bare = [b for b, _, _ in voted]
-        print(f"  {len(voted)} runs voted; bare right on {sum(was_bare)}")
-        for name, outcomes in (("the vote", [v for _, v, _ in voted]),
-                               ("the second attempt alone", [s for _, _, s in voted])):
-            lost, won, p = exact_mcnemar(was_bare, outcomes)
-            print(f"  {name}: {sum(outcomes)} right; against bare lost {lost}, won {won}, p {p:.3f}")
+
+
+def print_vote(voted: list[tuple[bool, bool, bool]]) -> None:
+    """The vote and the second attempt alone, each against the bare call, on the runs that voted."""
+    was_bare = [b for b, _, _ in voted]
+    print(f"  {len(voted)} runs voted; bare right on {sum(was_bare)}")
+    for name, outcomes in (("the vote", [v for _, v, _ in voted]),
+                           ("the second attempt alone", [s for _, _, s in voted])):
+        lost, won, p = exact_mcnemar(was_bare, outcomes)
+        print(f"  {name}: {sum(outcomes)} right; against bare lost {lost}, won {won}, p {p:.3f}")
 
 
 if __name__ == "__main__":
