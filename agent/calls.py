@@ -121,6 +121,9 @@ def write(llm: BaseChatModel, system: str, user: str, solution: str, *, max_toke
             piece = chunk.content if isinstance(chunk.content, str) else ""
             if not piece:
                 continue
+            if chunks >= max_tokens:  # a server that writes past the limit: stop it there
+                stream.close()
+                break
             text += piece
             chunks += 1
             if solution and len(text) <= len(solution) and solution.startswith(text):
@@ -129,9 +132,9 @@ def write(llm: BaseChatModel, system: str, user: str, solution: str, *, max_toke
                 text, chunks = text[len(solution):], 0
             cut_at = cut(text)
             stopped = cut_at is None and stop is not None and stop(logprobs_seen)
-            if cut_at is not None or stopped or chunks >= max_tokens:
+            if cut_at is not None or stopped:
                 stream.close()  # closes the connection: the server stops generating
-                break
+                break  # (at max_tokens the server ends the stream itself, with the call's usage)
     except Exception as err:
         raise LLMFailure(f"{type(err).__name__}: {str(err)[:200]}") from err
     if cut_at is not None:

@@ -116,3 +116,20 @@ def test_a_text_started_afresh_evaluates_its_whole_prompt(smollm_path, tmp_path)
     server = chat_model(LLMConfig(backend="openai", base_url="http://127.0.0.1:9/v1", model="m"),
                         home=tmp_path)
     assert whole_prompt_options(server) == {}
+
+
+def test_a_text_written_to_its_budget_keeps_its_usage(smol_llm, tmp_path):
+    """At ``max_tokens`` the server ends the stream itself, so the call's usage (prompt tokens,
+    the cached part among them) is read, not lost with a closed stream; a server that writes
+    past the limit is still stopped there."""
+    from scripted import ScriptedServer
+
+    from rader.agent.calls import write
+
+    system, user = "Count.", "Count from 1 to 100, one number a line."
+    full = write(smol_llm, system, user, "", max_tokens=6, cut=lambda text: None)
+    assert not full.ended and full.usage.completion == 6 and full.usage.prompt > 0
+    with ScriptedServer(lambda messages, body: "one two three " * 40) as server:
+        llm = chat_model(LLMConfig(backend="openai", base_url=server.url, model="m"), home=tmp_path)
+        past = write(llm, system, user, "", max_tokens=5, cut=lambda text: None)
+    assert not past.ended and past.chunks == 5 and len(past.text) == 5 * 8  # pieces of 8 characters
