@@ -256,8 +256,9 @@ def near_twins(hits: list[dict[str, Any]], config: AgentConfig) -> dict[str, flo
     """The worked examples that the dense retriever scored at ``twin_similarity`` (cosine) or
     more, by id: the same kind of problem with other numbers, shown without asking the judge
     (on MATH the judge's P(yes) did not tell a helpful example from a harmful one, RESULTS.md).
-    Other retrievers' scores are not cosines, so their hits are never twins."""
-    if not config.twin_similarity:
+    Other retrievers' scores are not cosines, so their hits are never twins; with
+    ``max_examples`` 0 no example is shown, so none is a twin either."""
+    if not config.twin_similarity or not config.max_examples:
         return {}
     return {hit["theorem_id"]: hit["score"] for hit in hits
             if hit["retriever"] == EXAMPLES_PREFIX + "dense" and hit["score"] >= config.twin_similarity}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import math
@@ -328,6 +329,9 @@ def test_a_near_twin_worked_example_is_shown_without_judging(worked_examples, en
     assert state["references"][0].startswith(f'<example id="{hits[0].theorem_id}">')
     assert f"worked example {hits[0].theorem_id} is a near-twin" in first["events"][0]
     assert near_twins([{**hits[0].to_dict(), "retriever": "examples/hybrid"}], settings) == {}  # not a cosine
+    none_shown = dataclasses.replace(settings, max_examples=0)
+    assert near_twins([h.to_dict() | {"retriever": "examples/dense"} for h in hits], settings)
+    assert near_twins([h.to_dict() | {"retriever": "examples/dense"} for h in hits], none_shown) == {}
 
 
 def test_a_loop_or_an_empty_budget_ends_with_a_forced_answer():
