@@ -20,9 +20,9 @@ attempt that another may follow ends as soon as it falls under ``unsure_below``:
 solution that would be set aside is never written. With ``max_attempts`` over 2, the third
 attempt on are sampled with the second's references, until one is sure; with nothing to
 retrieve (or no reference kept), the second is sampled too: self-consistency alone, the plain
-alternative that retrieval must beat. Every attempt's steps
-stay in the record; where several have an answer, the surest stands (DeepConf's
-confidence-weighted choice), and an earlier one's when the last ends without one. With
+alternative that retrieval must beat. Every attempt's steps stay in the record; where several
+have an answer, the surest stands (DeepConf's confidence-weighted choice), and an earlier
+one's when the last ends without one. With
 ``choose="vote"`` every attempt is written to its answer instead, later attempts follow until
 one answer (math-verify equivalence) has a majority of ``max_attempts``, and the answer most
 attempts gave stands, a tie going to the earliest: the bare call's answer is replaced only
