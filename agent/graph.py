@@ -22,11 +22,10 @@ attempt on are sampled with the second's references, until one is sure; with not
 retrieve (or no reference kept), the second is sampled too: self-consistency alone, the plain
 alternative that retrieval must beat. Every attempt's steps stay in the record; where several
 have an answer, the surest stands (DeepConf's confidence-weighted choice), and an earlier
-one's when the last ends without one. With
-``choose="vote"`` every attempt is written to its answer instead, later attempts follow until
-one answer (math-verify equivalence) has a majority of ``max_attempts``, and the answer most
-attempts gave stands, a tie going to the earliest: the bare call's answer is replaced only
-where two later attempts agree on another.
+one's when the last ends without one. With ``choose="vote"`` every attempt is written to its
+answer instead, later attempts follow until one answer (math-verify equivalence) has a
+majority of ``max_attempts``, and the answer most attempts gave stands, a tie going to the
+earliest: the bare call's answer is replaced only where two later attempts agree on another.
 
 Nodes and routers are module-level functions of the state and LangGraph's run-time context
 (`AgentContext`: the chat models, the retrievers and the settings of one run), so one

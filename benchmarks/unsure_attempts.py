@@ -97,8 +97,8 @@ def main() -> None:
     for count in sorted({c for c, _ in made}):
         right = made[(count, True)]
         print(f"  {count} attempt(s): {right + made[(count, False)]} runs, {right} right")
-    if vote:  # (a vote event in an earlier wording names no attempts: such runs are not read)
-        print_vote(voted) if voted else print("  no vote event it can read")
+    if vote:
+        print_vote(voted)
         return
     lost, won, p = exact_mcnemar(last_always, surer)
     print(f"  the surest answer: {sum(surer)} right; the last attempt's always: {sum(last_always)} right "
@@ -109,7 +109,11 @@ def main() -> None:
 
 
 def print_vote(voted: list[tuple[bool, bool, bool]]) -> None:
-    """The vote and the second attempt alone, each against the bare call, on the runs that voted."""
+    """The vote and the second attempt alone, each against the bare call, on the runs that voted
+    (a vote event in an earlier wording names no attempts: such runs are not read)."""
+    if not voted:
+        print("  no vote event it can read")
+        return
     was_bare = [b for b, _, _ in voted]
     print(f"  {len(voted)} runs voted; bare right on {sum(was_bare)}")
     for name, outcomes in (("the vote", [v for _, v, _ in voted]),
