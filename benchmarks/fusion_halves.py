@@ -92,6 +92,26 @@ def tables(data: Path) -> dict[str, tuple[list, dict]]:
     return out
 
 
+Ranked = tuple[list, dict, list[list[Hit]], list[list[Hit]]]  # queries, qrels, BM25's and dense's lists
+
+
+def rank_tables(data: Path, bm25, dense) -> dict[str, Ranked]:
+    """Each table's judged queries, qrels, and BM25's and dense's rankings to depth 100."""
+    ranked = {}
+    for name, (queries, qrels) in tables(data).items():
+        judged = [q for q in queries if q.id in qrels]
+        asked = [Query(q.text, q.kind) for q in judged]
+        ranked[name] = (judged, qrels, bm25.search_many(asked, k=DEPTH), dense.search_many(asked, k=DEPTH))
+    return ranked
+
+
+def ndcg_at_10(rule: Fusion, ranked: Ranked) -> float:
+    """Mean nDCG@10 of one fusion rule over one table's queries."""
+    judged, qrels, sparse, dense = ranked
+    fused = [rule(s, d) for s, d in zip(sparse, dense, strict=True)]
+    return float(np.mean(list(per_query_scores(qrels, to_run(judged, fused))["ndcg@10"].values())))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
@@ -99,23 +119,15 @@ def main() -> None:
     args = parser.parse_args()
     corpus, _ = read_corpus(args.data / "theorems" / "theoremqa_theorems.jsonl")
     home = tempfile.mkdtemp()
-    options = RetrieverOptions(encoder=args.encoder)
     bm25 = open_retriever("bm25", corpus, home=home, show_progress=False)
-    dense = open_retriever("dense", corpus, home=home, options=options, show_progress=False)
-    rankings = {}
-    for name, (queries, qrels) in tables(args.data).items():
-        judged = [q for q in queries if q.id in qrels]
-        asked = [Query(q.text, q.kind) for q in judged]
-        rankings[name] = (judged, qrels, bm25.search_many(asked, k=DEPTH), dense.search_many(asked, k=DEPTH))
+    dense = open_retriever("dense", corpus, home=home, options=RetrieverOptions(encoder=args.encoder),
+                           show_progress=False)
+    rankings = rank_tables(args.data, bm25, dense)
     print(f"nDCG@10, encoder {args.encoder}; queries: "
           + ", ".join(f"{name} {len(r[0])}" for name, r in rankings.items()))
     print(f"{'fusion':<12}" + "".join(f"{name:>20}" for name in rankings))
     for fusion, rule in FUSIONS.items():
-        cells = []
-        for judged, qrels, sparse, dense_hits in rankings.values():
-            fused = [rule(s, d) for s, d in zip(sparse, dense_hits, strict=True)]
-            cells.append(np.mean(list(per_query_scores(qrels, to_run(judged, fused))["ndcg@10"].values())))
-        print(f"{fusion:<12}" + "".join(f"{c:>20.3f}" for c in cells))
+        print(f"{fusion:<12}" + "".join(f"{ndcg_at_10(rule, r):>20.3f}" for r in rankings.values()))
 
 
 if __name__ == "__main__":
