@@ -95,10 +95,10 @@ def tables(data: Path) -> dict[str, tuple[list, dict]]:
 Ranked = tuple[list, dict, list[list[Hit]], list[list[Hit]]]  # queries, qrels, BM25's and dense's lists
 
 
-def rank_tables(data: Path, bm25, dense) -> dict[str, Ranked]:
+def rank_tables(tables_: dict[str, tuple[list, dict]], bm25, dense) -> dict[str, Ranked]:
     """Each table's judged queries, qrels, and BM25's and dense's rankings to depth 100."""
     ranked = {}
-    for name, (queries, qrels) in tables(data).items():
+    for name, (queries, qrels) in tables_.items():
         judged = [q for q in queries if q.id in qrels]
         asked = [Query(q.text, q.kind) for q in judged]
         ranked[name] = (judged, qrels, bm25.search_many(asked, k=DEPTH), dense.search_many(asked, k=DEPTH))
@@ -122,7 +122,7 @@ def main() -> None:
     bm25 = open_retriever("bm25", corpus, home=home, show_progress=False)
     dense = open_retriever("dense", corpus, home=home, options=RetrieverOptions(encoder=args.encoder),
                            show_progress=False)
-    rankings = rank_tables(args.data, bm25, dense)
+    rankings = rank_tables(tables(args.data), bm25, dense)
     print(f"nDCG@10, encoder {args.encoder}; queries: "
           + ", ".join(f"{name} {len(r[0])}" for name, r in rankings.items()))
     print(f"{'fusion':<12}" + "".join(f"{name:>20}" for name in rankings))

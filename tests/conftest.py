@@ -63,6 +63,19 @@ def builtin_indexes(tmp_path_factory, encoder) -> Path:
     return built / "indexes"
 
 
+@pytest.fixture(scope="session")
+def theoremqa_home(tmp_path_factory, shared_data, encoder) -> Path:
+    """A home holding the TheoremQA theorem corpus' BM25 and MiniLM indexes, built once for the
+    session (open them with `open_retriever(kind, Corpus(docs.theorems, name="tqa"), home=...)`)."""
+    from rader.retriever import Corpus, open_retriever, read_corpus
+
+    built = tmp_path_factory.mktemp("theoremqa")
+    docs, _ = read_corpus(shared_data / "theorems" / "theoremqa_theorems.jsonl")
+    open_retriever("hybrid", Corpus(docs.theorems, name="tqa"), home=built, encoder=encoder,
+                   show_progress=False)
+    return built
+
+
 @pytest.fixture
 def indexed_home(home: Path, builtin_indexes: Path) -> Path:
     """`home` with the built-in corpus' indexes already in it: for tests of commands that search

@@ -37,12 +37,13 @@ def test_the_halves_are_rader_evals_split_and_nothing_else(fusion_halves, shared
     assert len(tables["TheoremQA held-out"][0]) + len(tables["TheoremQA other"][0]) == 400
 
 
-def test_the_default_row_ranks_as_raders_hybrid(fusion_halves, shared_data, encoder, tmp_path):
+def test_the_default_row_ranks_as_raders_hybrid(fusion_halves, shared_data, encoder, theoremqa_home):
     docs, _ = read_corpus(shared_data / "theorems" / "theoremqa_theorems.jsonl")
     corpus = Corpus(docs.theorems, name="tqa")
-    opened = {kind: open_retriever(kind, corpus, home=tmp_path, encoder=encoder, show_progress=False)
+    opened = {kind: open_retriever(kind, corpus, home=theoremqa_home, encoder=encoder, show_progress=False)
               for kind in ("bm25", "dense", "hybrid")}
-    ranked = fusion_halves.rank_tables(shared_data, opened["bm25"], opened["dense"])["BRIGHT other"]
+    bright = {"BRIGHT other": fusion_halves.tables(shared_data)["BRIGHT other"]}
+    ranked = fusion_halves.rank_tables(bright, opened["bm25"], opened["dense"])["BRIGHT other"]
     judged, _, sparse, dense = ranked
     default = fusion_halves.FUSIONS["minmax 0.65"]
     hybrid = opened["hybrid"].search_many([Query(q.text, q.kind) for q in judged], k=10)

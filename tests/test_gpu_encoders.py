@@ -25,7 +25,7 @@ def gpu_encoders():
 
 
 def test_rankings_from_elsewhere_score_as_rader_eval_scores_them(gpu_encoders, shared_data, encoder,
-                                                                   tmp_path):
+                                                                   theoremqa_home):
     corpus_path = shared_data / "theorems" / "theoremqa_theorems.jsonl"
     evalset = gpu_encoders.evalset_from(corpus_path, shared_data / "problems" / "theoremqa_dev.jsonl",
                                         shared_data / "qrels" / "theoremqa_dev.qrels.tsv", None,
@@ -37,8 +37,8 @@ def test_rankings_from_elsewhere_score_as_rader_eval_scores_them(gpu_encoders, s
     ranked = gpu_encoders.Ranked("elsewhere", evalset, gpu_encoders.rank(encoder, evalset))
     docs, _ = read_corpus(corpus_path)
     corpus = Corpus(docs.theorems, name="tqa")
-    bm25 = open_retriever("bm25", corpus, home=tmp_path, show_progress=False)
-    opened = {kind: open_retriever(kind, corpus, home=tmp_path, encoder=encoder, show_progress=False)
+    bm25 = open_retriever("bm25", corpus, home=theoremqa_home, show_progress=False)
+    opened = {kind: open_retriever(kind, corpus, home=theoremqa_home, encoder=encoder, show_progress=False)
               for kind in ("dense", "hybrid")}
     engines = {**opened, "ranked": ranked, "fused": gpu_encoders.Fused(bm25, ranked)}
     rows = {row.retriever: row.metrics for row in evaluate(engines, queries, qrels)}
