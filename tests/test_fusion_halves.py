@@ -6,22 +6,16 @@ only checks it on the held-out half; that holds only if the two halves split the
 ranks as the agent's hybrid retriever does.
 """
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
 from rader.retriever import Corpus, HeldOut, Hit, Query, load_judged_queries, open_retriever, read_corpus
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "fusion_halves.py"
-
 
 @pytest.fixture(scope="module")
 def fusion_halves():
-    spec = importlib.util.spec_from_file_location("fusion_halves", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from conftest import load_benchmark
+
+    return load_benchmark("fusion_halves")
 
 
 def test_the_halves_are_rader_evals_split_and_nothing_else(fusion_halves, shared_data):

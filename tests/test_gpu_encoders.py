@@ -6,22 +6,16 @@ from `rank` scores exactly what rader's own dense retriever scores, and BM25 fus
 rader's hybrid scores, on the same queries.
 """
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
 from rader.retriever import Corpus, EvalQuery, HeldOut, evaluate, open_retriever, read_corpus
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_encoders.py"
-
 
 @pytest.fixture(scope="module")
 def gpu_encoders():
-    spec = importlib.util.spec_from_file_location("gpu_encoders", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from conftest import load_benchmark
+
+    return load_benchmark("gpu_encoders")
 
 
 def test_rankings_from_elsewhere_score_as_rader_eval_scores_them(gpu_encoders, shared_data, encoder,
