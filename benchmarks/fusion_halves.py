@@ -38,7 +38,7 @@ from rader.retriever import (
     qrels_from_queries,
     read_corpus,
 )
-from rader.retriever.evaluation import per_query_scores, to_run
+from rader.retriever.evaluation import score_run, to_run
 from rader.retriever.types import DEFAULT_ALPHA
 
 os.environ.setdefault("RADER_NO_PROGRESS", "1")
@@ -95,10 +95,10 @@ def tables(data: Path) -> dict[str, tuple[list, dict]]:
 Ranked = tuple[list, dict, list[list[Hit]], list[list[Hit]]]  # queries, qrels, BM25's and dense's lists
 
 
-def rank_tables(tables_: dict[str, tuple[list, dict]], bm25, dense) -> dict[str, Ranked]:
+def rank_tables(evalsets: dict[str, tuple[list, dict]], bm25, dense) -> dict[str, Ranked]:
     """Each table's judged queries, qrels, and BM25's and dense's rankings to depth 100."""
     ranked = {}
-    for name, (queries, qrels) in tables_.items():
+    for name, (queries, qrels) in evalsets.items():
         judged = [q for q in queries if q.id in qrels]
         asked = [Query(q.text, q.kind) for q in judged]
         ranked[name] = (judged, qrels, bm25.search_many(asked, k=DEPTH), dense.search_many(asked, k=DEPTH))
@@ -109,7 +109,7 @@ def ndcg_at_10(rule: Fusion, ranked: Ranked) -> float:
     """Mean nDCG@10 of one fusion rule over one table's queries."""
     judged, qrels, sparse, dense = ranked
     fused = [rule(s, d) for s, d in zip(sparse, dense, strict=True)]
-    return float(np.mean(list(per_query_scores(qrels, to_run(judged, fused))["ndcg@10"].values())))
+    return score_run(qrels, to_run(judged, fused))["ndcg@10"]
 
 
 def main() -> None:
