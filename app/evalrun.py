@@ -50,12 +50,18 @@ class EvalResult:
                           "seconds": r.seconds, **r.metrics, "p_value": r.p_value} for r in self.rows]}
 
 
+def corpus_from_file(path: Path) -> Corpus:
+    """A corpus file as `rader eval` reads it: named by its content, so that the indexes cached
+    under that name never go stale."""
+    docs, _ = read_corpus(path)
+    return Corpus(docs.theorems, name=f"eval-{path.stem}-{docs.content_hash[:10]}")
+
+
 def load_eval_corpus(settings: Settings, corpus: str) -> Corpus:
-    """A corpus file (named by its content, so its cached indexes never go stale) or a name."""
+    """A corpus file (see `corpus_from_file`) or the name of one in the store."""
     path = Path(corpus)
     if path.is_file():
-        docs, _ = read_corpus(path)
-        return Corpus(docs.theorems, name=f"eval-{path.stem}-{docs.content_hash[:10]}")
+        return corpus_from_file(path)
     store = CorpusStore(settings.home)
     names = store.names()
     if corpus in names:

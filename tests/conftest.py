@@ -65,15 +65,21 @@ def builtin_indexes(tmp_path_factory, encoder) -> Path:
 
 
 @pytest.fixture(scope="session")
-def theoremqa_home(tmp_path_factory, shared_data, encoder) -> Path:
+def theoremqa_corpus(shared_data) -> Corpus:
+    """The TheoremQA theorem corpus, named as `rader eval --corpus FILE` names it."""
+    from rader.app.evalrun import corpus_from_file
+
+    return corpus_from_file(shared_data / "theorems" / "theoremqa_theorems.jsonl")
+
+
+@pytest.fixture(scope="session")
+def theoremqa_home(tmp_path_factory, theoremqa_corpus, encoder) -> Path:
     """A home holding the TheoremQA theorem corpus' BM25 and MiniLM indexes, built once for the
-    session (open them with `open_retriever(kind, Corpus(docs.theorems, name="tqa"), home=...)`)."""
-    from rader.retriever import Corpus, open_retriever, read_corpus
+    session (open them with `open_retriever(kind, theoremqa_corpus, home=...)`)."""
+    from rader.retriever import open_retriever
 
     built = tmp_path_factory.mktemp("theoremqa")
-    docs, _ = read_corpus(shared_data / "theorems" / "theoremqa_theorems.jsonl")
-    open_retriever("hybrid", Corpus(docs.theorems, name="tqa"), home=built, encoder=encoder,
-                   show_progress=False)
+    open_retriever("hybrid", theoremqa_corpus, home=built, encoder=encoder, show_progress=False)
     return built
 
 
@@ -82,6 +88,13 @@ def indexed_home(home: Path, builtin_indexes: Path) -> Path:
     """`home` with the built-in corpus' indexes already in it: for tests of commands that search
     (a test of index building takes the bare `home`)."""
     shutil.copytree(builtin_indexes, home / "indexes")
+    return home
+
+
+@pytest.fixture
+def theoremqa_indexed_home(home: Path, theoremqa_home: Path) -> Path:
+    """`home` with the TheoremQA corpus' indexes in it, where `rader eval --corpus FILE` looks."""
+    shutil.copytree(theoremqa_home / "indexes", home / "indexes")
     return home
 
 

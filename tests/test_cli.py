@@ -96,9 +96,8 @@ def test_search_bad_input(capsys, home):
 
 
 @pytest.mark.slow
-def test_corrupt_index_then_rebuild(capsys, home):
-    assert rader(capsys, "index", "build", "-r", "dense")[0] == 0
-    (next(home.glob("indexes/builtin/dense-*")) / "vectors.faiss").write_bytes(b"junk")
+def test_corrupt_index_then_rebuild(capsys, indexed_home):
+    (next(indexed_home.glob("indexes/builtin/dense-*")) / "vectors.faiss").write_bytes(b"junk")
     code, _, err = rader(capsys, "search", "triangle", "-r", "dense")
     assert code == 2 and "--force" in err and "Traceback" not in err
     code, out, _ = rader(capsys, "index", "build", "-r", "dense", "--force")
@@ -107,7 +106,7 @@ def test_corrupt_index_then_rebuild(capsys, home):
 
 
 @pytest.mark.slow
-def test_eval_prints_one_table_with_settings(capsys, home, shared_data, tmp_path):
+def test_eval_prints_one_table_with_settings(capsys, theoremqa_indexed_home, shared_data, tmp_path):
     queries = tmp_path / "q.jsonl"
     rows = [json.loads(line) for line in
             (shared_data / "problems" / "theoremqa_dev.jsonl").read_text().splitlines()[:40]]

@@ -95,12 +95,12 @@ def test_bright_style_queries_carry_their_qrels(tmp_path):
 
 
 @pytest.mark.slow
-def test_theoremqa_dev_labels_reproduce_the_reference(shared_data, encoder, tmp_path):
+def test_theoremqa_dev_labels_reproduce_the_reference(shared_data, encoder, theoremqa_corpus, theoremqa_home):
     """Reference on this machine: bm25s 0.578, MiniLM 0.676; hybrid must beat both parts."""
-    corpus, _ = read_corpus(shared_data / "theorems" / "theoremqa_theorems.jsonl")
     queries = load_queries(shared_data / "problems" / "theoremqa_dev.jsonl")
     qrels = load_qrels(shared_data / "qrels" / "theoremqa_dev.qrels.tsv")
-    engines = {kind: open_retriever(kind, corpus, home=tmp_path, encoder=encoder, show_progress=False)
+    engines = {kind: open_retriever(kind, theoremqa_corpus, home=theoremqa_home, encoder=encoder,
+                                    show_progress=False)
                for kind in ("bm25", "dense", "hybrid")}
     engines["bm25 again"] = engines["bm25"]
     rows = evaluate(engines, queries, qrels)

@@ -8,7 +8,7 @@ ranks as the agent's hybrid retriever does.
 
 import pytest
 
-from rader.retriever import Corpus, HeldOut, Hit, Query, load_judged_queries, open_retriever, read_corpus
+from rader.retriever import HeldOut, Hit, Query, load_judged_queries, open_retriever
 
 
 @pytest.fixture(scope="module")
@@ -31,10 +31,10 @@ def test_the_halves_are_rader_evals_split_and_nothing_else(fusion_halves, shared
     assert len(tables["TheoremQA held-out"][0]) + len(tables["TheoremQA other"][0]) == 400
 
 
-def test_the_default_row_ranks_as_raders_hybrid(fusion_halves, shared_data, encoder, theoremqa_home):
-    docs, _ = read_corpus(shared_data / "theorems" / "theoremqa_theorems.jsonl")
-    corpus = Corpus(docs.theorems, name="tqa")
-    opened = {kind: open_retriever(kind, corpus, home=theoremqa_home, encoder=encoder, show_progress=False)
+def test_the_default_row_ranks_as_raders_hybrid(fusion_halves, shared_data, encoder, theoremqa_corpus,
+                                                 theoremqa_home):
+    opened = {kind: open_retriever(kind, theoremqa_corpus, home=theoremqa_home, encoder=encoder,
+                                   show_progress=False)
               for kind in ("bm25", "dense", "hybrid")}
     bright = {"BRIGHT other": fusion_halves.tables(shared_data)["BRIGHT other"]}
     ranked = fusion_halves.rank_tables(bright, opened["bm25"], opened["dense"])["BRIGHT other"]

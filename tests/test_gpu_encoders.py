@@ -8,7 +8,7 @@ rader's hybrid scores, on the same queries.
 
 import pytest
 
-from rader.retriever import Corpus, EvalQuery, HeldOut, evaluate, open_retriever, read_corpus
+from rader.retriever import EvalQuery, HeldOut, evaluate, open_retriever
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +19,7 @@ def gpu_encoders():
 
 
 def test_rankings_from_elsewhere_score_as_rader_eval_scores_them(gpu_encoders, shared_data, encoder,
-                                                                   theoremqa_home):
+                                                                   theoremqa_corpus, theoremqa_home):
     corpus_path = shared_data / "theorems" / "theoremqa_theorems.jsonl"
     evalset = gpu_encoders.evalset_from(corpus_path, shared_data / "problems" / "theoremqa_dev.jsonl",
                                         shared_data / "qrels" / "theoremqa_dev.qrels.tsv", None,
@@ -29,8 +29,7 @@ def test_rankings_from_elsewhere_score_as_rader_eval_scores_them(gpu_encoders, s
                for q in evalset["queries"]]
     qrels = {q.id: evalset["qrels"][q.id] for q in queries}
     ranked = gpu_encoders.Ranked("elsewhere", evalset, gpu_encoders.rank(encoder, evalset))
-    docs, _ = read_corpus(corpus_path)
-    corpus = Corpus(docs.theorems, name="tqa")
+    corpus = theoremqa_corpus
     bm25 = open_retriever("bm25", corpus, home=theoremqa_home, show_progress=False)
     opened = {kind: open_retriever(kind, corpus, home=theoremqa_home, encoder=encoder, show_progress=False)
               for kind in ("dense", "hybrid")}

@@ -14,6 +14,7 @@ import pytest
 from conftest import rader
 
 from rader.agent.sandbox import ComputeLimits, SympySandbox, compute, verify_answer
+from rader.retriever import builtin_corpus
 
 PWNED = Path("/tmp/rader-pwned")
 
@@ -249,19 +250,24 @@ def _rader_process(*args: str, limit_bytes: int | None = None, env: dict | None 
 
 
 @pytest.mark.slow
-def test_index_build_on_a_full_disk_is_a_clear_error_and_leaves_nothing(home):
-    result = _rader_process("index", "build", "--retriever", "dense", "--force", limit_bytes=200_000)
+def test_index_build_on_a_full_disk_is_a_clear_error_and_leaves_nothing(capsys, home, tmp_path):
+    # 40 theorems: 60 KB of vectors, more than the 20 KB the disk has room for
+    small = tmp_path / "small.jsonl"
+    small.write_text("".join(json.dumps(t.to_dict()) + "\n" for t in builtin_corpus().theorems[:40]))
+    assert rader(capsys, "corpus", "add", str(small), "--name", "small")[0] == 0
+    build = ("index", "build", "--retriever", "dense", "--corpus", "small")
+    result = _rader_process(*build, limit_bytes=20_000)
     assert result.returncode == 2, result.stderr
     assert "could not write the index" in result.stderr and "MiB free" in result.stderr
     assert "Traceback" not in result.stderr
     assert not list(home.rglob("*.partial"))
-    assert _rader_process("index", "build", "--retriever", "dense").returncode == 0  # room again: it builds
+    code, out, err = rader(capsys, *build)  # room again: it builds
+    assert code == 0 and "dense index ready" in out, err
 
 
 @pytest.mark.parametrize("kind", ["bm25", "dense"])
-def test_flipped_bytes_in_an_index_are_refused_with_the_rebuild_hint(capsys, home, kind):
-    assert rader(capsys, "index", "build", "--retriever", kind)[0] == 0
-    manifests = (home / "indexes").rglob("manifest.json")
+def test_flipped_bytes_in_an_index_are_refused_with_the_rebuild_hint(capsys, indexed_home, kind):
+    manifests = (indexed_home / "indexes").rglob("manifest.json")
     folder = next(p.parent for p in manifests if p.parent.name.startswith(kind))
     target = max((p for p in folder.iterdir() if p.name not in ("manifest.json", "ids.json")),
                  key=lambda p: p.stat().st_size)

@@ -16,9 +16,9 @@ from rader.retriever.langchain import RaderLangChainRetriever
 
 
 @pytest.fixture(scope="module")
-def builtin_hybrid(encoder, tmp_path_factory):
-    home = tmp_path_factory.mktemp("home")
-    return open_retriever("hybrid", builtin_corpus(), home=home, encoder=encoder, show_progress=False)
+def builtin_hybrid(encoder, builtin_indexes):
+    return open_retriever("hybrid", builtin_corpus(), home=builtin_indexes.parent, encoder=encoder,
+                          show_progress=False)
 
 
 @pytest.mark.parametrize(

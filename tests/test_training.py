@@ -247,8 +247,8 @@ def copy_store(stored: TrajectoryStore, home) -> None:
     target.close()
 
 
-def test_dataset_build_command_reads_the_store(stored, home, capsys):
-    copy_store(stored, home)
+def test_dataset_build_command_reads_the_store(stored, home, indexed_home, capsys):
+    copy_store(stored, home)  # beside the built-in corpus' indexes, which the default mining opens
     code, out, err = rader(capsys, "--no-progress", "dataset", "build", "--out", str(home / "data"),
                            "--mine", "bm25", "--dev-fraction", "0.3")
     assert code == 0, err
@@ -487,7 +487,7 @@ def test_lora_training_merges_its_adapters_into_a_plain_model(dataset, tmp_path,
 KILLED_TRAIN = """
 import sys
 from rader.training.train import TrainConfig, train_encoder
-train_encoder(sys.argv[1], sys.argv[2], TrainConfig(max_steps=8, save_steps=1, batch_size=4,
+train_encoder(sys.argv[1], sys.argv[2], TrainConfig(max_steps=5, save_steps=1, batch_size=4,
               mini_batch_size=2, learning_rate=5e-5, epochs=50), show_progress=False)
 """
 
@@ -499,17 +499,17 @@ def test_training_killed_mid_run_resumes_from_its_checkpoint(dataset, tmp_path):
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     checkpoints = tmp_path / "model.checkpoints"
     deadline = time.time() + 300
-    while time.time() < deadline and not (checkpoints / "checkpoint-3" / "trainer_state.json").is_file():
+    while time.time() < deadline and not (checkpoints / "checkpoint-2" / "trainer_state.json").is_file():
         time.sleep(0.2)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
-    assert (checkpoints / "checkpoint-3").is_dir(), "training never reached its third checkpoint"
+    assert (checkpoints / "checkpoint-2").is_dir(), "training never reached its second checkpoint"
     (checkpoints / "checkpoint-99").mkdir()  # as a kill during a save leaves it: must be passed over
     assert not out.exists()  # a killed run leaves no model that looks finished
-    manifest = train_encoder(dataset, out, TrainConfig(max_steps=8, save_steps=1, **SMALL),
+    manifest = train_encoder(dataset, out, TrainConfig(max_steps=5, save_steps=1, **SMALL),
                              show_progress=False)
     resumed = int(manifest["resumed_from"].rsplit("-", 1)[1])
-    assert 3 <= resumed < 8 and manifest["steps"] == 8
+    assert 2 <= resumed < 5 and manifest["steps"] == 5
 
 
 def test_registered_encoder_is_selected_by_name(dataset, tmp_path, home, capsys, monkeypatch):
