@@ -86,7 +86,7 @@ def run_eval(settings: Settings, *, corpus: str, queries: Path, qrels: Path | No
     """Score ``retrievers`` on ``queries`` (only the ``held_out`` part of them, when given)."""
     docs = load_eval_corpus(settings, corpus)
     query_list, judgments = load_judged_queries(queries, qrels, gold_field=gold_field, query_kind=query_kind,
-                                                held_out=held_out)
+                                                where=held_out.holds if held_out else None)
     engines = {spec: retriever_for_spec(settings, docs, spec) for spec in retrievers}
     rows = evaluate(engines, query_list, judgments)
     options = settings.retriever

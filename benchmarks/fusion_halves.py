@@ -32,10 +32,8 @@ from rader.retriever import (
     Query,
     RetrieverOptions,
     fuse,
-    load_qrels,
-    load_queries,
+    load_judged_queries,
     open_retriever,
-    qrels_from_queries,
     read_corpus,
 )
 from rader.retriever.evaluation import score_run, to_run
@@ -81,14 +79,13 @@ def tables(data: Path) -> dict[str, tuple[list, dict]]:
     """Both halves (by theorem, as `rader eval --held-out-by theorem`) of the two tables."""
     held_out = HeldOut("theorem", 0.5)
     sides = {"held-out": held_out.holds, "other": lambda row: not held_out.holds(row)}
-    tqa_qrels = load_qrels(data / "qrels" / "theoremqa_dev.qrels.tsv")
+    tqa = data / "problems" / "theoremqa_dev.jsonl", data / "qrels" / "theoremqa_dev.qrels.tsv"
+    bright = data / "qrels" / "bright_theoremqa_theorems_dev.jsonl", None
     out = {}
     for side, where in sides.items():
-        queries = load_queries(data / "problems" / "theoremqa_dev.jsonl", where=where)
-        out[f"TheoremQA {side}"] = (queries, {q.id: tqa_qrels[q.id] for q in queries if q.id in tqa_qrels})
-        queries = load_queries(data / "qrels" / "bright_theoremqa_theorems_dev.jsonl",
-                               gold_field="theoremqa_theorem_doc_id", where=where)
-        out[f"BRIGHT {side}"] = (queries, qrels_from_queries(queries))
+        out[f"TheoremQA {side}"] = load_judged_queries(*tqa, where=where)
+        out[f"BRIGHT {side}"] = load_judged_queries(*bright, gold_field="theoremqa_theorem_doc_id",
+                                                    where=where)
     return out
 
 

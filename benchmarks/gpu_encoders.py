@@ -66,7 +66,8 @@ def evalset_from(corpus: Path, queries: Path, qrels: Path | None, gold_field: st
     from rader.retriever import clean_query
 
     docs, _ = read_corpus(corpus)
-    query_list, judgments = load_judged_queries(queries, qrels, gold_field=gold_field, held_out=held_out)
+    query_list, judgments = load_judged_queries(queries, qrels, gold_field=gold_field,
+                                                where=held_out.holds if held_out else None)
     judged = [q for q in query_list if q.id in judgments]
     return {"corpus": str(corpus.resolve()), "docs": [[t.id, t.passage] for t in docs],
             "queries": [{"id": q.id, "text": clean_query(Query(q.text, q.kind)).text, "kind": q.kind,

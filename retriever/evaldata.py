@@ -123,13 +123,12 @@ def qrels_from_queries(queries: list[EvalQuery]) -> Qrels:
 
 def load_judged_queries(queries: str | Path, qrels: str | Path | None, *, gold_field: str | None = None,
                         query_kind: str | None = None,
-                        held_out: HeldOut | None = None) -> tuple[list[EvalQuery], Qrels]:
+                        where: Callable[[dict], bool] | None = None) -> tuple[list[EvalQuery], Qrels]:
     """Queries and their judgments (a qrels file, or gold ids in the queries file); only the
-    ``held_out`` part of them, when given."""
-    query_list = load_queries(queries, gold_field=gold_field, kind=query_kind,
-                              where=held_out and held_out.holds)
+    queries ``where`` accepts (one side of a `HeldOut` split, say), and their judgments."""
+    query_list = load_queries(queries, gold_field=gold_field, kind=query_kind, where=where)
     judgments = load_qrels(qrels) if qrels else qrels_from_queries(query_list)
-    if held_out:  # a qrels file also judges the queries left out
+    if where:  # a qrels file also judges the queries left out
         kept = {q.id for q in query_list}
         judgments = {qid: docs for qid, docs in judgments.items() if qid in kept}
     return query_list, judgments
@@ -139,5 +138,6 @@ def held_out_theorems(queries: str | Path, qrels: str | Path | None, *, gold_fie
                       held_out: HeldOut | None = None) -> set[str]:
     """The theorem ids an evaluation set's (held-out) queries are labelled with: what a
     training set must leave out for a gain on those queries to be on theorems never trained on."""
-    _, judgments = load_judged_queries(queries, qrels, gold_field=gold_field, held_out=held_out)
+    _, judgments = load_judged_queries(queries, qrels, gold_field=gold_field,
+                                       where=held_out.holds if held_out else None)
     return {doc for docs in judgments.values() for doc in docs}

@@ -22,7 +22,7 @@ def test_the_halves_are_rader_evals_split_and_nothing_else(fusion_halves, shared
     tables = fusion_halves.tables(shared_data)
     held, _ = load_judged_queries(shared_data / "problems" / "theoremqa_dev.jsonl",
                                   shared_data / "qrels" / "theoremqa_dev.qrels.tsv",
-                                  held_out=HeldOut("theorem"))
+                                  where=HeldOut("theorem").holds)
     assert [q.id for q in tables["TheoremQA held-out"][0]] == [q.id for q in held]
     for name in ("TheoremQA", "BRIGHT"):
         held_ids = {q.id for q in tables[f"{name} held-out"][0]}
