@@ -21,7 +21,7 @@ from rader.app.cli_options import (
 )
 from rader.app.terminal import console, counting_bar, download_progress, exit_failed, print_json
 from rader.app.wiring import agent_name
-from rader.retriever import RaderError
+from rader.retriever import RaderError, held_out_rows
 
 bench_app = typer.Typer(help="Measure the relevance judge and the agent.", no_args_is_help=True)
 
@@ -133,7 +133,7 @@ def bench_agent_command(
     settings = settings_for(ctx, llm={"parallel": concurrency, **({"model": model} if model else {})})
     held_out = held_out_from(held_out_by, held_out_fraction)
     items = load_problems(problems, limit, shuffle_seed=shuffle_seed, levels=parse_levels(levels),
-                          where=held_out.holds if held_out else None)
+                          where=held_out_rows(held_out))
     excluded = {p.id for p in load_problems(problems, None, where=held_out.holds)} if held_out else set()
     excluded |= {p.id for p in items}
     store = store_from_settings(settings)

@@ -19,6 +19,7 @@ from rader.retriever import (
     HeldOut,
     RaderError,
     evaluate,
+    held_out_rows,
     load_judged_queries,
     read_corpus,
 )
@@ -86,7 +87,7 @@ def run_eval(settings: Settings, *, corpus: str, queries: Path, qrels: Path | No
     """Score ``retrievers`` on ``queries`` (only the ``held_out`` part of them, when given)."""
     docs = load_eval_corpus(settings, corpus)
     query_list, judgments = load_judged_queries(queries, qrels, gold_field=gold_field, query_kind=query_kind,
-                                                where=held_out.holds if held_out else None)
+                                                where=held_out_rows(held_out))
     engines = {spec: retriever_for_spec(settings, docs, spec) for spec in retrievers}
     rows = evaluate(engines, query_list, judgments)
     options = settings.retriever

@@ -38,10 +38,11 @@ def run(args: argparse.Namespace) -> None:
     from rader.agent.state import AgentConfig
     from rader.app.cli_options import held_out_from
     from rader.app.settings import Settings
+    from rader.retriever import held_out_rows
 
     held_out = held_out_from(args.held_out_by, args.held_out_fraction)
     problems = load_problems(args.problems, args.limit, shuffle_seed=args.shuffle_seed,
-                             where=held_out.holds if held_out else None)
+                             where=held_out_rows(held_out))
     done = {row["id"] for row in read_rows(args.out)} if args.out.exists() else set()
     settings, config = Settings(), AgentConfig()
     llm, _ = chat_models(settings.llm.config(), home=settings.home)

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 # only what imports without faiss, bm25s and ranx: the GPU machine has none of them
-from rader.retriever import HeldOut, Hit, Query, load_judged_queries, read_corpus
+from rader.retriever import HeldOut, Hit, Query, held_out_rows, load_judged_queries, read_corpus
 
 DEPTH = 100
 SHARED = Path(os.environ.get("RADER_SHARED_DATA", "../shared/data"))
@@ -67,7 +67,7 @@ def evalset_from(corpus: Path, queries: Path, qrels: Path | None, gold_field: st
 
     docs, _ = read_corpus(corpus)
     query_list, judgments = load_judged_queries(queries, qrels, gold_field=gold_field,
-                                                where=held_out.holds if held_out else None)
+                                                where=held_out_rows(held_out))
     judged = [q for q in query_list if q.id in judgments]
     return {"corpus": str(corpus.resolve()), "docs": [[t.id, t.passage] for t in docs],
             "queries": [{"id": q.id, "text": clean_query(Query(q.text, q.kind)).text, "kind": q.kind,

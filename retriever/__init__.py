@@ -29,7 +29,7 @@ _EXPORTS = {
     "indexes": "IndexManifest IndexStore",
     "registry": "encoder_location register_encoder registered_encoders",
     "retrievers": "Retriever clean_query open_retriever",
-    "splits": "HeldOut hash_fraction",
+    "splits": "HeldOut hash_fraction held_out_rows",
     "tokenizer": "MathTokenizer",
     "types": "FUSION_METHODS INDEX_TYPES QUERY_KINDS RETRIEVER_NAMES Hit Query QueryKind RetrieverOptions "
              "Theorem",

@@ -80,6 +80,13 @@ class DenseIndex:
             return "hnsw"
         return "ivf" if isinstance(self.index, faiss.IndexIVF) else "flat"
 
+    def vectors(self) -> np.ndarray:
+        """The passage vectors the index compares queries with, (len(ids), dim): row i is
+        ``ids[i]``'s (read back from faiss; an IVF index gains the row map it needs for that)."""
+        if isinstance(self.index, faiss.IndexIVF):
+            self.index.make_direct_map()
+        return self.index.reconstruct_n(0, self.index.ntotal)
+
     def search(self, query: Query, k: int = 10) -> list[Hit]:
         return self.search_many([query], k=k)[0]
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import RaderError
-from .splits import HeldOut
+from .splits import HeldOut, held_out_rows
 from .types import QUERY_KINDS
 
 Qrels = dict[str, dict[str, int]]
@@ -139,5 +139,5 @@ def held_out_theorems(queries: str | Path, qrels: str | Path | None, *, gold_fie
     """The theorem ids an evaluation set's (held-out) queries are labelled with: what a
     training set must leave out for a gain on those queries to be on theorems never trained on."""
     _, judgments = load_judged_queries(queries, qrels, gold_field=gold_field,
-                                       where=held_out.holds if held_out else None)
+                                       where=held_out_rows(held_out))
     return {doc for docs in judgments.values() for doc in docs}

@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,3 +47,16 @@ class HeldOut:
             raise RaderError(f"row {row.get('id', row.get('query_id', '?'))!r} has no field "
                              f"{self.field!r} to split on")
         return hash_fraction(str(value), self.seed) < self.fraction
+
+
+def held_out_rows(held_out: HeldOut | None) -> Callable[[dict[str, Any]], bool] | None:
+    """The row filter that keeps the rows ``held_out`` holds, or None (keep every row) when
+    there is no split: what `load_judged_queries`' ``where`` takes.
+
+    Example:
+        >>> held_out_rows(None) is None
+        True
+        >>> held_out_rows(HeldOut("theorem"))({"theorem": "theorem 1"}) in (True, False)
+        True
+    """
+    return held_out.holds if held_out else None

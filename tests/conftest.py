@@ -57,11 +57,9 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture(scope="session")
 def builtin_indexes(tmp_path_factory, encoder) -> Path:
     """The built-in corpus' BM25 and MiniLM indexes, built once for the session."""
-    from rader.retriever import builtin_corpus, open_retriever
+    from rader.retriever import builtin_corpus
 
-    built = tmp_path_factory.mktemp("indexed")
-    open_retriever("hybrid", builtin_corpus(), home=built, encoder=encoder, show_progress=False)
-    return built / "indexes"
+    return _home_indexing(tmp_path_factory.mktemp("indexed"), builtin_corpus(), encoder) / "indexes"
 
 
 @pytest.fixture(scope="session")
@@ -76,25 +74,32 @@ def theoremqa_corpus(shared_data) -> Corpus:
 def theoremqa_home(tmp_path_factory, theoremqa_corpus, encoder) -> Path:
     """A home holding the TheoremQA theorem corpus' BM25 and MiniLM indexes, built once for the
     session (open them with `open_retriever(kind, theoremqa_corpus, home=...)`)."""
+    return _home_indexing(tmp_path_factory.mktemp("theoremqa"), theoremqa_corpus, encoder)
+
+
+def _home_indexing(home: Path, corpus: Corpus, encoder) -> Path:
+    """``home`` once the corpus' BM25 and dense indexes are built in it."""
     from rader.retriever import open_retriever
 
-    built = tmp_path_factory.mktemp("theoremqa")
-    open_retriever("hybrid", theoremqa_corpus, home=built, encoder=encoder, show_progress=False)
-    return built
+    open_retriever("hybrid", corpus, home=home, encoder=encoder, show_progress=False)
+    return home
 
 
 @pytest.fixture
 def indexed_home(home: Path, builtin_indexes: Path) -> Path:
     """`home` with the built-in corpus' indexes already in it: for tests of commands that search
     (a test of index building takes the bare `home`)."""
-    shutil.copytree(builtin_indexes, home / "indexes")
-    return home
+    return _with_indexes(home, builtin_indexes)
 
 
 @pytest.fixture
 def theoremqa_indexed_home(home: Path, theoremqa_home: Path) -> Path:
     """`home` with the TheoremQA corpus' indexes in it, where `rader eval --corpus FILE` looks."""
-    shutil.copytree(theoremqa_home / "indexes", home / "indexes")
+    return _with_indexes(home, theoremqa_home / "indexes")
+
+
+def _with_indexes(home: Path, indexes: Path) -> Path:
+    shutil.copytree(indexes, home / "indexes")
     return home
 
 

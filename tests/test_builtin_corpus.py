@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from test_cli import rader
 
-from rader.retriever import Corpus, RaderError, Theorem, builtin_corpus, open_retriever, read_corpus
+from rader.retriever import Corpus, RaderError, Theorem, builtin_corpus, open_retriever
 
 REPO = Path(__file__).resolve().parents[1]
 FORMER_IDS = Path(__file__).parent / "data" / "builtin_ids_2026-11-28.txt"  # the 548 ids before the merge
@@ -114,8 +114,7 @@ def test_no_two_entries_are_near_identical(corpus, encoder, builtin_indexes):
     index = open_retriever("dense", corpus, home=builtin_indexes.parent, encoder=encoder,
                            show_progress=False).index
     assert index.ids == corpus.ids
-    passages = index.index.reconstruct_n(0, index.index.ntotal)
-    assert near_identical(corpus.theorems, encoder, passages) == []
+    assert near_identical(corpus.theorems, encoder, index.vectors()) == []
 
 
 def test_the_near_duplicate_check_catches_former_duplicates(corpus, encoder):
@@ -147,9 +146,9 @@ def test_every_former_id_still_resolves(corpus):
     assert set(corpus.ids) <= set(former)  # merging adds no new ids
 
 
-def test_the_committed_harvest_resolves_against_the_merged_corpus(corpus, shared_data):
+def test_the_committed_harvest_resolves_against_the_merged_corpus(corpus, theoremqa_corpus):
     """Every theorem the stored trajectories retrieved or judged is still in builtin + TheoremQA."""
-    both = Corpus.merge([corpus, read_corpus(shared_data / "theorems" / "theoremqa_theorems.jsonl")[0]])
+    both = Corpus.merge([corpus, theoremqa_corpus])
     cited = set()
     with gzip.open(REPO / "benchmarks" / "harvest.jsonl.gz", "rt", encoding="utf-8") as lines:
         for line in lines:

@@ -20,6 +20,8 @@ def test_encoder_gives_normalised_vectors(encoder):
 def test_dense_ranks_the_obvious_theorem_first(tiny_corpus, encoder, index_type):
     index = DenseIndex.build(tiny_corpus, encoder, index_type=index_type, show_progress=False)
     assert index.index_type == index_type
+    passages = encoder.encode_documents([t.passage for t in tiny_corpus], show_progress=False)
+    assert np.allclose(index.vectors(), passages, atol=1e-5)
     expected = {"hypotenuse of a right triangle": "pythagoras",
                 "how many ways to pick a committee": "binomial",
                 "remainder of a power modulo a prime": "fermat"}

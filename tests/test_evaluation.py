@@ -17,7 +17,6 @@ from rader.retriever import (
     load_queries,
     open_retriever,
     qrels_from_queries,
-    read_corpus,
 )
 from rader.retriever.evaluation import score_run, to_run
 
@@ -114,12 +113,12 @@ def test_theoremqa_dev_labels_reproduce_the_reference(shared_data, encoder, theo
     assert p_value["bm25"] is None and p_value["dense"] < 0.01 and p_value["bm25 again"] == 1.0
 
 
-def test_bright_theorems_queries_score_against_theoremqa_corpus(shared_data, tmp_path):
-    corpus, _ = read_corpus(shared_data / "theorems" / "theoremqa_theorems.jsonl")
+def test_bright_theorems_queries_score_against_theoremqa_corpus(shared_data, theoremqa_corpus,
+                                                               theoremqa_home):
     queries = load_queries(shared_data / "qrels" / "bright_theoremqa_theorems_dev.jsonl",
                            gold_field="theoremqa_theorem_doc_id")
     assert len(queries) == 42
-    engine = open_retriever("bm25", corpus, home=tmp_path, show_progress=False)
+    engine = open_retriever("bm25", theoremqa_corpus, home=theoremqa_home, show_progress=False)
     row = evaluate({"bm25": engine}, queries, qrels_from_queries(queries))[0]
     assert row.queries == 42 and 0.2 < row.metrics["recall@100"] <= 1.0
 
