@@ -527,7 +527,8 @@ def finish(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
     update = {"status": status, "verified": verified, "final_answer": answer, "stop_reason": reason_}
     confidence, steps = state.get("confidence"), state.get("steps")
     sure = confidence is not None and confidence >= config.unsure_below
-    if _may_retry(state, config) and sure and not (config.choose == "vote" and why):  # why it stopped
+    voted = config.choose == "vote" and why is not None  # the vote's event says why the run stopped
+    if _may_retry(state, config) and sure and not voted:
         why = f"sure of {_attempt_name(state)} (confidence {confidence:.3f} >= {config.unsure_below:g})"
     if why and steps:
         last = steps[-1]
