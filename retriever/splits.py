@@ -51,7 +51,7 @@ class HeldOut:
 
 def held_out_rows(held_out: HeldOut | None) -> Callable[[dict[str, Any]], bool] | None:
     """The row filter that keeps the rows ``held_out`` holds, or None (keep every row) when
-    there is no split: what `load_judged_queries`' ``where`` takes.
+    there is no split: what the ``where`` of `load_judged_queries` and `load_problems` takes.
 
     Example:
         >>> held_out_rows(None) is None
