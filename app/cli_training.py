@@ -262,6 +262,10 @@ def register(app: typer.Typer, settings_for) -> None:
         lora: Annotated[bool, typer.Option(help="train LoRA adapters (LLM-sized encoders)")]
         = TRAIN_DEFAULTS.lora,
         lora_rank: Annotated[int, typer.Option(help="LoRA rank")] = TRAIN_DEFAULTS.lora_rank,
+        attention_dropout: Annotated[float, typer.Option(
+            min=0.0, max=0.9, help="dropout on attention weights while training (BERT's own: 0.1; "
+            "0 trains about twice as fast on a CPU)")]
+        = TRAIN_DEFAULTS.attention_dropout,
         seed: Annotated[int, typer.Option(help="random seed")] = TRAIN_DEFAULTS.seed,
         max_steps: Annotated[int, typer.Option(help="stop after N steps (-1: epochs decide)")]
         = TRAIN_DEFAULTS.max_steps,
@@ -276,7 +280,8 @@ def register(app: typer.Typer, settings_for) -> None:
         config = TrainConfig(base=base, epochs=epochs, batch_size=batch_size, mini_batch_size=mini_batch_size,
                              learning_rate=learning_rate, loss=loss, negatives=negatives, graded=graded,
                              graded_weight=graded_weight, lora=lora, lora_rank=lora_rank,
-                             seed=seed, max_steps=max_steps, save_steps=save_steps)
+                             attention_dropout=attention_dropout, seed=seed, max_steps=max_steps,
+                             save_steps=save_steps)
         manifest = train_encoder(data, out, config, home=settings.home, resume=resume,
                                  show_progress=settings.show_progress)
         metrics = manifest["metrics"]

@@ -410,6 +410,8 @@ def test_train_saves_a_loadable_encoder_with_its_manifest(dataset, tmp_path, enc
     assert manifest["steps"] == 3 and manifest["train_rows"] > 0
     assert {"ndcg@10", "mrr@10"} <= set(manifest["metrics"]["before"]) <= set(manifest["metrics"]["after"])
     assert json.loads((out / MANIFEST).read_text())["config"]["batch_size"] == 4
+    # attention dropout off by default (a CPU step twice as fast); the saved config says so
+    assert json.loads((out / "config.json").read_text())["attention_probs_dropout_prob"] == 0.0
     # sentence-transformers' model card, pointed to by the manifest: base model, its licence,
     # the training data and the dev scores after training
     assert manifest["model_card"] == "README.md"
@@ -429,7 +431,7 @@ def test_train_saves_a_loadable_encoder_with_its_manifest(dataset, tmp_path, enc
 
 def test_graded_loss_trains_beside_infonce_on_ntuples(dataset, tmp_path, encoder):
     out = tmp_path / "graded"
-    config = TrainConfig(max_steps=3, negatives=2, graded="margin_mse", **SMALL)
+    config = TrainConfig(max_steps=3, negatives=2, graded="margin_mse", attention_dropout=None, **SMALL)
     manifest = train_encoder(dataset, out, config, show_progress=False)
     columns = manifest["columns"]
     assert columns["infonce"] == ["anchor", "positive", "negative_1", "negative_2"]
@@ -440,6 +442,8 @@ def test_graded_loss_trains_beside_infonce_on_ntuples(dataset, tmp_path, encoder
     assert manifest["train_rows"] == with_negatives + len(pd.read_parquet(dataset / "train.graded.parquet"))
     query = [Query("sum of the roots of a quadratic", "llm_query")]
     assert abs(load_encoder(str(out)).encode_queries(query) - encoder.encode_queries(query)).max() > 1e-6
+    # attention_dropout=None keeps the base model's own (BERT's 0.1)
+    assert json.loads((out / "config.json").read_text())["attention_probs_dropout_prob"] == 0.1
 
 
 def test_margin_mse_moves_the_students_margin_toward_the_judges(encoder, tmp_path):
