@@ -3,9 +3,9 @@
 Contrastive training (InfoNCE: MultipleNegativesRankingLoss over (query, positive, all its
 hard negatives) n-tuples plus in-batch negatives; its cached variant gives large effective
 batches in little memory on a CPU; dropout on attention weights is off by default, which on a
-CPU makes a step ~1.3x as fast at the same scores). ``graded="margin_mse"`` adds a graded loss beside it: the
-judge's P(yes) margins between a query's positive and each judged negative, distilled with
-MarginMSE on batches of their own (the trainer alternates the two datasets). LoRA adapters
+CPU trains ~1.3x as fast at the same scores). ``graded="margin_mse"`` adds a graded loss beside
+it: the judge's P(yes) margins between a query's positive and each judged negative, distilled
+with MarginMSE on batches of their own (the trainer alternates the two datasets). LoRA adapters
 via ``peft`` for LLM-sized encoders, merged into the saved weights. The run
 checkpoints beside the output folder and resumes from the latest checkpoint; the
 finished model is renamed into place with a manifest (``rader_training.json``) recording
