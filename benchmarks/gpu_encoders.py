@@ -30,6 +30,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -45,22 +46,33 @@ TABLES = {
     "bright_heldout": ("theorems/theoremqa_theorems.jsonl", "qrels/bright_theoremqa_theorems_dev.jsonl",
                        None, "theoremqa_theorem_doc_id", "theorem"),
 }
-# name -> (epochs, hard negatives a row, seed, graded loss, batch size, attention dropout), in
-# the order they run: the ones that answer the targets first, so a run cut by its time limit
-# still answers them. Dropout None keeps mpnet's own 0.1, as the seventh pass ran; 0 is
-# `rader train`'s default since the tenth pass (measured on MiniLM only, on this CPU).
+class Config(NamedTuple):
+    """One training run: ``negatives`` None takes every hard negative of a row (n-tuples);
+    ``dropout`` None keeps mpnet's own attention dropout (0.1), as the seventh pass ran, where 0
+    is `rader train`'s default since the tenth pass (measured on MiniLM only, on a CPU)."""
+
+    epochs: float
+    negatives: int | None
+    seed: int
+    graded: str
+    batch: int
+    dropout: float | None = None
+
+
+# in the order they run: the ones that answer the targets first, so a run cut by its time limit
+# still answers them
 CONFIGS = {
-    "e1": (1.0, 1, 0, "none", 32, None),  # the CPU recipe of the sixth pass (triplets, 1 epoch)
-    "e2": (2.0, 1, 0, "none", 32, None),
-    "all1": (1.0, None, 0, "none", 32, None),  # every hard negative of a row (n-tuples)
-    "e1s1": (1.0, 1, 1, "none", 32, None),  # a second seed
-    "graded1": (1.0, 1, 0, "margin_mse", 32, None),
-    "e3": (3.0, 1, 0, "none", 32, None),
-    "all1s1": (1.0, None, 1, "none", 32, None),
-    "all1b64": (1.0, None, 0, "none", 64, None),
-    "all2": (2.0, None, 0, "none", 32, None),
-    "all1d0": (1.0, None, 0, "none", 32, 0.0),  # rader train's default dropout on mpnet
-    "all1b64d0": (1.0, None, 0, "none", 64, 0.0),
+    "e1": Config(1.0, 1, 0, "none", 32),  # the CPU recipe of the sixth pass (triplets, 1 epoch)
+    "e2": Config(2.0, 1, 0, "none", 32),
+    "all1": Config(1.0, None, 0, "none", 32),  # every hard negative of a row (n-tuples)
+    "e1s1": Config(1.0, 1, 1, "none", 32),  # a second seed
+    "graded1": Config(1.0, 1, 0, "margin_mse", 32),
+    "e3": Config(3.0, 1, 0, "none", 32),
+    "all1s1": Config(1.0, None, 1, "none", 32),
+    "all1b64": Config(1.0, None, 0, "none", 64),
+    "all2": Config(2.0, None, 0, "none", 32),
+    "all1d0": Config(1.0, None, 0, "none", 32, dropout=0.0),  # rader train's default dropout on mpnet
+    "all1b64d0": Config(1.0, None, 0, "none", 64, dropout=0.0),
 }
 
 
@@ -124,9 +136,10 @@ def run(evalsets: Path, data: Path, base: Path, out: Path, configs: list[str], b
         if time.perf_counter() - started > budget_s:
             print(f"{tag}: skipped, {budget_s:.0f} s spent", flush=True)
             continue
-        epochs, negatives, seed, graded, batch, dropout = CONFIGS[tag]
-        config = TrainConfig(base=str(base), epochs=epochs, negatives=negatives, seed=seed, graded=graded,
-                             batch_size=batch, max_steps=max_steps, attention_dropout=dropout)
+        recipe = CONFIGS[tag]
+        config = TrainConfig(base=str(base), epochs=recipe.epochs, negatives=recipe.negatives,
+                             seed=recipe.seed, graded=recipe.graded, batch_size=recipe.batch,
+                             max_steps=max_steps, attention_dropout=recipe.dropout)
         manifest = train_encoder(data, work / tag, config, resume=False, show_progress=False)
         rankings = _rank_all(load_encoder(str(work / tag), device=device), sets)
         (out / f"rankings-{tag}.json").write_text(json.dumps(
